@@ -1,0 +1,118 @@
+"""The Python API the CLI and the tests share.
+
+::
+
+    from netlab import api
+
+    with api.running("vxlan", name="demo", nodes=3) as lab:
+        print(lab.exec("node1-pod1", ["ping", "-c1", "10.244.2.2"]).stdout)
+        assert lab.verify().ok
+    # torn down here, even on an exception
+
+``up`` checks everything it can *before* creating anything (root, tools, kernel features, the
+lab file), writes the state file, applies the plan, and on any failure, Ctrl-C included, tears
+down whatever it had created before re-raising.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+from . import model
+from .datapaths import Datapath, get
+from .errors import NetlabError
+from .kernel import probe, procs
+from .kernel.apply import apply
+from .kernel.teardown import TeardownReport, teardown
+from .kernel.verify import Report, verify
+from .plan import Plan
+from .state import State, load as load_state
+
+
+def build_plan(lab: model.Lab) -> Plan:
+    plan = get(lab.datapath).plan(lab)
+    plan.check()
+    return plan
+
+
+@dataclass
+class LabHandle:
+    lab: model.Lab
+    plan: Plan
+    state: State
+
+    @property
+    def name(self) -> str:
+        return self.lab.name
+
+    @property
+    def datapath(self) -> Datapath:
+        return get(self.lab.datapath)
+
+    def ns(self, host: str) -> str:
+        try:
+            return self.plan.host(host).name
+        except KeyError:
+            hosts = ", ".join(n.host for n in self.plan.namespaces)
+            raise NetlabError(f"lab '{self.name}' has no node or pod '{host}'", f"use one of: {hosts}") from None
+
+    def exec(self, host: str, argv: Sequence[str], check: bool = False, **kw) -> subprocess.CompletedProcess:
+        return procs.run(self.ns(host), argv, check=check, **kw)
+
+    def popen(self, host: str, argv: Sequence[str], **kw) -> subprocess.Popen:
+        return procs.popen(self.ns(host), argv, **kw)
+
+    def verify(self) -> Report:
+        return verify(self.plan, self.state)
+
+    def down(self) -> TeardownReport:
+        return teardown(self.state)
+
+
+def preflight(dp: Datapath, lab: model.Lab) -> None:
+    probe.require_root()
+    probe.require_tools(dp.tools)
+    probe.require_kinds(dp.requires, lab.name)
+
+
+def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] | None = None,
+       **overrides) -> LabHandle:
+    lab = model.load(lab_file, name=name, overrides=overrides)
+    dp = get(lab.datapath)
+    preflight(dp, lab)
+    plan = build_plan(lab)
+    state = State(lab=lab.name, labfile=str(lab.file), overrides=lab.overrides,
+                  namespaces=[n.name for n in plan.namespaces])
+    state.claim()  # write-ahead: the state exists before the first namespace does
+    try:
+        apply(plan, state, progress)
+        state.complete = True
+        state.save()
+    except BaseException:
+        teardown(state)
+        raise
+    return LabHandle(lab, plan, state)
+
+
+def attach(name: str) -> LabHandle:
+    """A handle on a lab that is up, rebuilt from its state file (same file, same overrides)."""
+    state = load_state(name)
+    overrides = dict(state.overrides)
+    lab = model.load(state.labfile, name=name, overrides=overrides)
+    return LabHandle(lab, build_plan(lab), state)
+
+
+def down(name: str) -> TeardownReport:
+    return teardown(load_state(name))
+
+
+@contextmanager
+def running(lab_file: str, name: str | None = None, **overrides) -> Iterator[LabHandle]:
+    handle = up(lab_file, name=name, **overrides)
+    try:
+        yield handle
+    finally:
+        handle.down()

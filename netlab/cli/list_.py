@@ -1,0 +1,28 @@
+"""``netlab list``: the labs, one line each."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import model, state
+from ..errors import NetlabError
+
+
+@click.command("list")
+def command() -> None:
+    """List the labs, one line each (and which are up)."""
+    up = {s.labfile: s.lab for s in state.all_labs()}
+    table = Table(box=None, show_header=True, header_style="bold")
+    table.add_column("lab")
+    table.add_column("datapath")
+    table.add_column("up as")
+    table.add_column("what it shows")
+    for path in model.available():
+        try:
+            lab = model.load(str(path))
+            table.add_row(path.stem, lab.datapath, up.get(str(path), ""), lab.description)
+        except NetlabError as e:
+            table.add_row(path.stem, "?", "", f"[red]invalid: {e}[/red]")
+    Console().print(table)

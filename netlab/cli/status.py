@@ -1,0 +1,55 @@
+"""``netlab status [<lab>] [--json]``: topology, addresses, and the plan-vs-kernel diff."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import api, state
+from ..kernel.probe import require_root
+from ..plan import Addr
+
+
+@click.command("status")
+@click.argument("lab", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+def command(lab: str | None, as_json: bool) -> None:
+    """Show LAB's topology and health (every planned object checked in the kernel), or list the labs that are up."""
+    require_root()
+    names = [lab] if lab else [s.lab for s in state.all_labs()]
+    results = []
+    for name in names:
+        h = api.attach(name)
+        rep = h.verify()
+        hosts = [{"host": n.host, "ns": n.name, "role": n.role,
+                  "addresses": [a.cidr for a in h.plan.of(Addr) if a.ns == n.name]} for n in h.plan.namespaces]
+        results.append({"lab": name, "datapath": h.lab.datapath, "complete": h.state.complete,
+                        "hosts": hosts, **rep.as_dict()})
+    if as_json:
+        click.echo(json.dumps(results if not lab else results[0], indent=2))
+        return
+    out = Console()
+    if not results:
+        out.print("no labs are up")
+    for r in results:
+        verdict = "[green]healthy[/green]" if r["ok"] else f"[red]{len(r['problems'])} problems[/red]"
+        out.print(f"[bold]{r['lab']}[/bold] ({r['datapath']}): {verdict}, {r['checked']} kernel objects checked")
+        if lab:
+            t = Table(box=None)
+            for col in ("host", "namespace", "role", "addresses"):
+                t.add_column(col)
+            for hst in r["hosts"]:
+                t.add_row(hst["host"], hst["ns"], hst["role"], " ".join(hst["addresses"]))
+            out.print(t)
+        for ns in r["missing_namespaces"]:
+            out.print(f"  [red]missing namespace[/red] {ns}")
+        for p in r["problems"]:
+            out.print(f"  [red]{p['detail']}[/red]: {p['what']}", highlight=False)
+        for d in r["daemons"]:
+            mark = "[green]alive[/green]" if d["alive"] else "[red]dead[/red]"
+            out.print(f"  daemon {d['name']} in {d['ns']}: pid {d['pid']} {mark}  (log {d['log']})")
+    if any(not r["ok"] for r in results):
+        raise SystemExit(1)

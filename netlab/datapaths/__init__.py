@@ -1,0 +1,66 @@
+"""Datapaths: one module per datapath, each turning a validated :class:`~netlab.model.Lab` into a
+:class:`~netlab.plan.Plan`.
+
+A lab file's ``datapath: flannel-vxlan`` loads ``netlab/datapaths/flannel_vxlan.py``, which must
+define ``DATAPATH = Datapath(...)``. Adding a datapath therefore means adding one module and one
+lab file; nothing else in netlab changes, and ``status``, ``explain`` and teardown work for it
+with no extra code because they only ever see the plan.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import LabFileError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For datapaths without knobs."""
+
+
+@dataclass(frozen=True)
+class Datapath:
+    name: str
+    summary: str  # one line, for `netlab list`
+    plan: Callable[[Any], Any]  # Lab -> Plan
+    Options: type = NoOptions
+    default_pod_cidr: str = "10.244.0.0/16"
+    min_nodes: int = 1
+    max_nodes: int = 200
+    requires: tuple[str, ...] = ()  # kernel link kinds, probed before anything is created
+    tools: tuple[str, ...] = ("iptables-restore",)  # binaries on PATH
+    validate: Callable[[Any], None] = lambda lab: None
+    next_steps: Callable[[Any, Any], str] = lambda lab, plan: ""  # what to try after `up`
+    picture: str = ""
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+def get(name: str, src: str = "lab file") -> Datapath:
+    if not _NAME.match(name):
+        raise LabFileError(f"{src}: datapath: '{name}' is not a datapath name", f"use one of: {', '.join(names())}")
+    try:
+        mod = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+    except ModuleNotFoundError:
+        raise LabFileError(f"{src}: datapath: unknown datapath '{name}'",
+                           f"use one of: {', '.join(names())}") from None
+    dp = getattr(mod, "DATAPATH", None)
+    if not isinstance(dp, Datapath):
+        raise LabFileError(f"{src}: datapath: '{name}' is not a datapath module", f"use one of: {', '.join(names())}")
+    return dp
+
+
+def names() -> list[str]:
+    import pkgutil
+
+    found = []
+    for m in pkgutil.iter_modules(__path__):
+        mod = importlib.import_module(f"{__name__}.{m.name}")
+        if isinstance(getattr(mod, "DATAPATH", None), Datapath):
+            found.append(mod.DATAPATH.name)
+    return sorted(found)

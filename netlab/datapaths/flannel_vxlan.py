@@ -1,0 +1,131 @@
+"""Flannel's VXLAN backend (DATAPATHS.md §2, §2b): ``flannel.1``, UDP 8472, a /24 per node.
+
+On each node X (lease 10.244.X.0/24):
+
+- ``cni0`` 10.244.X.1/24 with the pods behind it (the CNI bridge plugin, :mod:`.cni`);
+- ``flannel.1``: ``vxlan id 1 local <node IP> dev eth0 dstport 8472 nolearning``, address
+  ``10.244.X.0/32`` (a /32 so that no broadcast or subnet route is created; it is the source of
+  host-to-pod traffic), MTU = underlay MTU - 50 (outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14);
+- for every remote node Y, in this order (flanneld's own order, and it matters):
+
+  1. ``neigh 10.244.Y.0 lladdr <VTEP MAC of Y> dev flannel.1 nud permanent`` — so the kernel never
+     ARPs for the gateway: with ``nolearning`` and no miss handler nobody would answer;
+  2. ``fdb <VTEP MAC of Y> dev flannel.1 dst <node Y IP> self permanent`` — which underlay IP to
+     send frames for that MAC to;
+  3. ``route 10.244.Y.0/24 via 10.244.Y.0 dev flannel.1 onlink`` — ``onlink`` because 10.244.Y.0
+     is not on any subnet of flannel.1 (it holds only a /32).
+
+There are no per-pod entries anywhere: one route, one neighbour and one FDB entry per remote node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import naming
+from ..errors import LabFileError
+from ..model import Lab
+from ..plan import Addr, Fdb, Neigh, Plan, Route, Vxlan
+from ..topology import nth_host, resolve
+from . import Datapath, cni, flannel, underlay
+
+DEVICE = "flannel.{vni}"
+OVERHEAD = 50
+
+
+@dataclass(frozen=True)
+class Options:
+    vni: int = field(default=1, metadata={"min": 1, "max": 16777215})
+    port: int = field(default=8472, metadata={"min": 1, "max": 65535})
+    mtu: int | None = field(default=None, metadata={"min": 576, "max": 8950})
+
+
+def mtu_of(lab: Lab) -> int:
+    return lab.options.mtu or lab.underlay.mtu - OVERHEAD
+
+
+def vtep_mac(lab: Lab, node_name: str) -> str:
+    """Current flannel generates the VTEP MAC once and keeps it in the node annotation
+    (``flannel.alpha.coreos.com/backend-data: {"VtepMAC": …}``); netlab derives it from a hash."""
+    return naming.mac(lab.name, node_name, "vtep")
+
+
+def plan(lab: Lab) -> Plan:
+    topo = resolve(lab)
+    p = Plan(lab.name)
+    underlay.build(lab, topo, p)
+    dev = DEVICE.format(vni=lab.options.vni)
+    mtu = mtu_of(lab)
+    for node in topo.nodes:
+        subnet = flannel.lease(lab.pod_cidr, node)
+        cni.attach(p, topo, node, subnet, lab.pod_cidr, mtu)
+        p.add(
+            Vxlan(node.ns, dev, vni=lab.options.vni, port=lab.options.port, local=node.addr, dev="eth0",
+                  learning=False, mtu=mtu, mac=vtep_mac(lab, node.name)),
+            Addr(node.ns, dev, f"{subnet.network_address}/32"),
+        )
+        for other in topo.others(node):
+            remote = flannel.lease(lab.pod_cidr, other)
+            gw = str(remote.network_address)
+            p.add(
+                Neigh(node.ns, dev, gw, vtep_mac(lab, other.name)),
+                Fdb(node.ns, dev, vtep_mac(lab, other.name), other.addr),
+                Route(node.ns, str(remote), via=gw, dev=dev, onlink=True),
+            )
+        p.add(flannel.masq_rules(node.ns, lab.pod_cidr, subnet))
+    return p
+
+
+def validate(lab: Lab) -> None:
+    flannel.check_leases(lab)
+    if mtu_of(lab) + OVERHEAD > lab.underlay.mtu:
+        raise LabFileError(f"{lab.file}: options.mtu: {mtu_of(lab)} + {OVERHEAD} bytes of VXLAN overhead "
+                           f"exceeds the underlay MTU {lab.underlay.mtu}",
+                           f"use options.mtu <= {lab.underlay.mtu - OVERHEAD} or leave it unset")
+
+
+def next_steps(lab: Lab, p: Plan) -> str:
+    topo = resolve(lab)
+    if len(topo.nodes) < 2 or not topo.pods:
+        return f"netlab status {lab.name}"
+    src = topo.pods_of(topo.nodes[0])[0]
+    dst_pod = topo.pods_of(topo.nodes[1])[0]
+    dst = cni.pod_ip(flannel.lease(lab.pod_cidr, topo.nodes[1]), dst_pod).ip
+    sw = topo.nodes[0].rack
+    return "\n".join([
+        f"ping across nodes:   netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
+        f"see the VXLAN:       ip netns exec {sw.ns} tcpdump -ni br0 -e udp port {lab.options.port}",
+        f"VTEP state:          netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE.format(vni=lab.options.vni)}",
+        f"the whole recipe:    netlab explain {lab.name}",
+    ])
+
+
+PICTURE = r"""
+  node1 (192.168.100.11)                          node2 (192.168.100.12)
+  +---------------------------------+             +---------------------------------+
+  | pod1 eth0 10.244.1.2/24         |             | pod1 eth0 10.244.2.2/24         |
+  |   | veth                        |             |   | veth                        |
+  | cni0 10.244.1.1/24              |             | cni0 10.244.2.1/24              |
+  |   | route 10.244.2.0/24 via     |             |                                 |
+  |   |   10.244.2.0 dev flannel.1 onlink         |                                 |
+  | flannel.1 10.244.1.0/32 (VTEP)  |             | flannel.1 10.244.2.0/32 (VTEP)  |
+  |   vxlan id 1 dstport 8472       |             |   neigh 10.244.1.0 -> MAC1      |
+  |   fdb MAC2 dst 192.168.100.12   |             |   fdb MAC1 dst 192.168.100.11   |
+  | eth0 192.168.100.11/24          |             | eth0 192.168.100.12/24          |
+  +------|--------------------------+             +------|--------------------------+
+         |        switch (br0)   Ether/IP/UDP 8472/VXLAN vni 1/Ether/IP      |
+         +-------------------------[ br0 ]-----------------------------------+
+                                     |
+                           router 192.168.100.1 (gateway, "outside")
+"""
+
+DATAPATH = Datapath(
+    name="flannel-vxlan",
+    summary="Flannel VXLAN backend: flannel.1 VTEPs on UDP 8472, a /24 per node, permanent neigh/FDB",
+    plan=plan,
+    Options=Options,
+    requires=("bridge", "veth", "vxlan"),
+    validate=validate,
+    next_steps=next_steps,
+    picture=PICTURE,
+)

@@ -1,0 +1,126 @@
+"""Network namespaces, in-process, the way ``ip netns`` makes them.
+
+``ip netns add NAME`` does three things: create a file ``/run/netns/NAME``, ``unshare(CLONE_NEWNET)``
+and bind-mount ``/proc/self/ns/net`` onto that file so the namespace outlives the process. netlab
+does the same through libc, in the calling thread, which costs about 1 ms instead of a fork+exec.
+
+``setns(2)`` moves only the calling *thread*; a socket stays bound to the namespace it was created
+in. So :func:`entered` switches this thread in, the caller opens its netlink socket (or writes
+/proc/sys), and the thread switches back. Nothing here ever configures the root namespace.
+
+pyroute2's own ``netns.setns`` creates a namespace that does not exist (``O_CREAT`` by default),
+so a typo silently makes a new one; netlab never calls it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+NETNS_RUN_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def path(name: str) -> str:
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(path(name))
+
+
+def names() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def _setns_path(p: str) -> None:
+    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {p}")
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the body with this thread inside namespace ``name`` (which must exist)."""
+    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns_path(path(name))
+        try:
+            yield
+        finally:
+            _check(_libc.setns(orig, CLONE_NEWNET), "setns back to the original namespace")
+    finally:
+        os.close(orig)
+
+
+def create(name: str, init: Callable[[], None] | None = None) -> None:
+    """Create namespace ``name``; run ``init()`` inside it *before* it becomes visible.
+
+    ``init`` writes the ownership marker, so a namespace file that exists under /run/netns always
+    carries it: a crash can leave an unmarked namespace only in the kernel's memory, never on disk.
+    Fails with FileExistsError if the name is taken (netlab never adopts someone else's namespace).
+    """
+    os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+    p = path(name)
+    fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    mounted = False
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        try:
+            if init is not None:
+                init()
+            _check(_libc.mount(b"/proc/thread-self/ns/net", p.encode(), b"none", MS_BIND, None),
+                   f"bind-mount {p}")
+            mounted = True
+        finally:
+            _check(_libc.setns(orig, CLONE_NEWNET), "setns back to the original namespace")
+    finally:
+        os.close(orig)
+        if not mounted:
+            os.unlink(p)
+
+
+def delete(name: str) -> bool:
+    """Unmount and remove ``/run/netns/name``. The kernel frees the namespace (and every link in
+    it, veth peers included) once no process or socket holds it."""
+    p = path(name)
+    r = _libc.umount2(p.encode(), MNT_DETACH)
+    if r != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        e = ctypes.get_errno()
+        raise OSError(e, f"umount {p}: {os.strerror(e)}")
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def setns_preexec(name: str) -> Callable[[], None]:
+    """A ``preexec_fn`` that moves a child process into namespace ``name`` before exec."""
+    p = path(name)
+
+    def _enter() -> None:
+        _setns_path(p)
+
+    return _enter

@@ -1,0 +1,79 @@
+"""Processes in namespaces: commands (``exec``), daemons, and proving a PID is ours."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Sequence
+
+from . import netns
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot): with the PID, a unique process id."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'
+    rest = stat[stat.rindex(")") + 2:].split()
+    return int(rest[19])
+
+
+def alive(pid: int, started: int) -> bool:
+    st = start_time(pid)
+    if st is None or st != started:
+        return False
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def stop(pid: int, started: int, timeout: float = 3.0) -> bool:
+    """SIGTERM, then SIGKILL, the process ``pid`` — only if it is still the one we started."""
+    if not alive(pid, started):
+        _reap(pid)
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(pid, started):
+            return True
+        time.sleep(0.02)
+    if alive(pid, started):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for _ in range(100):
+            _reap(pid)
+            if not alive(pid, started):
+                break
+            time.sleep(0.01)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def popen(ns: str, argv: Sequence[str], **kw) -> subprocess.Popen:
+    """Start ``argv`` inside namespace ``ns`` (setns in the child between fork and exec)."""
+    return subprocess.Popen(list(argv), preexec_fn=netns.setns_preexec(ns), **kw)
+
+
+def run(ns: str, argv: Sequence[str], check: bool = False, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    return subprocess.run(list(argv), preexec_fn=netns.setns_preexec(ns), check=check, **kw)

@@ -1,0 +1,235 @@
+"""Verify: read the kernel back and diff it against the plan (``netlab status``, tests, exercises).
+
+Each namespace is read once: links, addresses, routes, neighbours and FDB over netlink, sysctls
+from /proc/sys (inside the namespace), iptables through ``iptables-save``. Every plan object then
+becomes a :class:`Finding`, ``ok`` or not with the difference spelled out, named by the same
+command line ``explain`` prints for it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+from ..explain import describe
+from ..plan import (Addr, Bridge, Daemon, Fdb, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth, VethEnd,
+                    Vxlan)
+from ..state import State
+from . import netns, procs
+from .nl import PROTOS, RTNH_F_ONLINK, RTYPES, SCOPES, NsLink
+
+AF_BRIDGE = 7
+IFF_UP = 1
+_REV_PROTO = {v: k for k, v in PROTOS.items()}
+_REV_TYPE = {v: k for k, v in RTYPES.items()}
+_REV_SCOPE = {v: k for k, v in SCOPES.items()}
+
+
+@dataclass
+class Finding:
+    ns: str
+    what: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    missing_namespaces: list[str] = field(default_factory=list)
+    daemons: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_namespaces and all(f.ok for f in self.findings) and all(d["alive"] for d in self.daemons)
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "checked": len(self.findings),
+            "problems": [f.__dict__ for f in self.problems],
+            "missing_namespaces": self.missing_namespaces,
+            "daemons": self.daemons,
+        }
+
+
+@dataclass
+class Snapshot:
+    """What one namespace holds, in plan vocabulary."""
+
+    links: dict[str, dict] = field(default_factory=dict)
+    addrs: set[tuple[str, str]] = field(default_factory=set)
+    routes: list[dict] = field(default_factory=list)
+    neighs: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
+    fdb: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+def _attr(msg, *path):
+    cur = msg
+    for name in path:
+        if cur is None:
+            return None
+        cur = cur.get_attr(name)
+    return cur
+
+
+def snapshot(ns: str) -> Snapshot:
+    snap = Snapshot()
+    with NsLink(ns) as link:
+        ipr = link.ipr
+        names: dict[int, str] = {}
+        msgs = list(ipr.get_links())
+        for m in msgs:
+            names[m["index"]] = m.get_attr("IFLA_IFNAME")
+        for m in msgs:
+            kind = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_KIND")
+            info = {
+                "kind": kind, "mtu": m.get_attr("IFLA_MTU"), "mac": m.get_attr("IFLA_ADDRESS"),
+                "master": names.get(m.get_attr("IFLA_MASTER") or 0), "up": bool(m["flags"] & IFF_UP),
+            }
+            if kind == "vxlan":
+                data = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_DATA")
+                info.update(vni=data.get_attr("IFLA_VXLAN_ID"), port=data.get_attr("IFLA_VXLAN_PORT"),
+                            local=data.get_attr("IFLA_VXLAN_LOCAL"), learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")),
+                            dev=names.get(data.get_attr("IFLA_VXLAN_LINK") or 0))
+            snap.links[names[m["index"]]] = info
+        for m in ipr.get_links(family=AF_BRIDGE):
+            pinfo = m.get_attr("IFLA_PROTINFO")
+            if pinfo is not None and names.get(m["index"]) in snap.links:
+                snap.links[names[m["index"]]]["hairpin"] = bool(pinfo.get_attr("IFLA_BRPORT_MODE"))
+        for m in ipr.get_addr(family=socket.AF_INET):
+            snap.addrs.add((names.get(m["index"], "?"), f"{m.get_attr('IFA_LOCAL') or m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"))
+        for m in ipr.get_routes(family=socket.AF_INET, table=254):
+            dst = m.get_attr("RTA_DST")
+            snap.routes.append({
+                "dst": "default" if not m["dst_len"] else str(IPv4Network(f"{dst}/{m['dst_len']}")),
+                "via": m.get_attr("RTA_GATEWAY"), "dev": names.get(m.get_attr("RTA_OIF") or 0),
+                "onlink": bool(m["flags"] & RTNH_F_ONLINK), "scope": _REV_SCOPE.get(m["scope"], m["scope"]),
+                "type": _REV_TYPE.get(m["type"], m["type"]), "proto": _REV_PROTO.get(m["proto"], m["proto"]),
+            })
+        for m in ipr.get_neighbours(family=socket.AF_INET):
+            snap.neighs[(names.get(m["ifindex"], "?"), m.get_attr("NDA_DST"))] = (
+                m.get_attr("NDA_LLADDR"), bool(m["state"] & 0x80))
+        for m in ipr.get_neighbours(family=AF_BRIDGE):
+            if m.get_attr("NDA_DST") and m["state"] & 0x80:
+                snap.fdb.add((names.get(m["ifindex"], "?"), m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST")))
+    return snap
+
+
+def read_sysctl(ns: str, path: str) -> str | None:
+    with netns.entered(ns):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+
+def iptables_save(ns: str) -> dict[str, list[str]]:
+    out = procs.run(ns, ["iptables-save"]).stdout
+    tables: dict[str, list[str]] = {}
+    cur = None
+    for line in out.splitlines():
+        if line.startswith("*"):
+            cur = line[1:]
+            tables[cur] = []
+        elif cur and (line.startswith("-A ") or line.startswith(":")):
+            tables[cur].append(line)
+    return tables
+
+
+def _diff_link(snap: Snapshot, end, kind: str) -> str:
+    got = snap.links.get(end.name)
+    if got is None:
+        return "missing"
+    diffs = []
+    if got["kind"] != kind:
+        diffs.append(f"type {got['kind']} (want {kind})")
+    if end.mtu and got["mtu"] != end.mtu:
+        diffs.append(f"mtu {got['mtu']} (want {end.mtu})")
+    if getattr(end, "mac", None) and got["mac"] != end.mac:
+        diffs.append(f"address {got['mac']} (want {end.mac})")
+    if getattr(end, "master", None) and got["master"] != end.master:
+        diffs.append(f"master {got['master']} (want {end.master})")
+    if getattr(end, "hairpin", False) and not got.get("hairpin"):
+        diffs.append("hairpin off (want on)")
+    if not got["up"]:
+        diffs.append("down")
+    if isinstance(end, Vxlan):
+        for k in ("vni", "port", "local", "learning", "dev"):
+            if got.get(k) != getattr(end, k):
+                diffs.append(f"{k} {got.get(k)} (want {getattr(end, k)})")
+    return ", ".join(diffs)
+
+
+def _route_matches(r: dict, o: Route) -> bool:
+    return (r["dst"] == (o.dst if o.dst == "default" else str(IPv4Network(o.dst))) and r["via"] == o.via
+            and (o.dev is None or r["dev"] == o.dev) and r["onlink"] == o.onlink and r["type"] == o.type
+            and r["proto"] == o.proto and (o.scope is None or r["scope"] == o.scope))
+
+
+def verify(plan: Plan, state: State | None = None) -> Report:
+    report = Report()
+    present = [n.name for n in plan.namespaces if netns.exists(n.name)]
+    report.missing_namespaces = [n.name for n in plan.namespaces if n.name not in present]
+    snaps = {ns: snapshot(ns) for ns in present}
+    saves: dict[str, dict] = {}
+    for o in plan.objects:
+        if isinstance(o, Daemon):
+            continue
+        nss = (o.a.ns, o.b.ns) if isinstance(o, Veth) else (o.ns,)
+        if any(ns not in snaps for ns in nss):
+            report.findings.append(Finding(o.ns, describe(o), False, "namespace missing"))
+            continue
+        detail = ""
+        if isinstance(o, Veth):
+            detail = "; ".join(f"{e.ns}/{e.name}: {d}" for e in (o.a, o.b) if (d := _diff_link(snaps[e.ns], e, "veth")))
+        elif isinstance(o, Bridge):
+            detail = _diff_link(snaps[o.ns], o, "bridge")
+        elif isinstance(o, Vxlan):
+            detail = _diff_link(snaps[o.ns], o, "vxlan")
+        elif isinstance(o, Tun):
+            detail = _diff_link(snaps[o.ns], o, "tun")
+        elif isinstance(o, Addr):
+            detail = "" if (o.dev, o.cidr) in snaps[o.ns].addrs else "missing"
+        elif isinstance(o, Neigh):
+            got = snaps[o.ns].neighs.get((o.dev, o.dst))
+            detail = ("missing" if got is None else
+                      f"lladdr {got[0]} (want {o.lladdr})" if got[0] != o.lladdr else
+                      "not permanent" if not got[1] else "")
+        elif isinstance(o, Fdb):
+            detail = "" if (o.dev, o.lladdr, o.dst) in snaps[o.ns].fdb else "missing"
+        elif isinstance(o, Route):
+            detail = "" if any(_route_matches(r, o) for r in snaps[o.ns].routes) else _route_hint(snaps[o.ns], o)
+        elif isinstance(o, Sysctl):
+            got = read_sysctl(o.ns, o.path)
+            detail = "" if got == o.value else f"is {got} (want {o.value})"
+        elif isinstance(o, Ruleset):
+            tables = saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns))
+            missing = [f"-A {r.chain} {r.spec}" for r in o.rules if f"-A {r.chain} {r.spec}" not in tables.get(r.table, [])]
+            missing += [f":{c}" for t, c in o.chains if not any(l.startswith(f":{c} ") for l in tables.get(t, []))]
+            detail = ("missing: " + " | ".join(missing)) if missing else ""
+        report.findings.append(Finding(o.ns, describe(o), not detail, detail))
+    if state is not None:
+        for d in state.daemons:
+            report.daemons.append({"ns": d.ns, "name": d.name, "pid": d.pid, "alive": procs.alive(d.pid, d.start_time),
+                                   "log": d.log})
+        planned = {(d.ns, d.name) for d in plan.of(Daemon)}
+        recorded = {(d.ns, d.name) for d in state.daemons}
+        for ns, name in sorted(planned - recorded):
+            report.daemons.append({"ns": ns, "name": name, "pid": None, "alive": False, "log": None})
+    return report
+
+
+def _route_hint(snap: Snapshot, o: Route) -> str:
+    same = [r for r in snap.routes if r["dst"] == (o.dst if o.dst == "default" else str(IPv4Network(o.dst)))]
+    if not same:
+        return "missing"
+    r = same[0]
+    return f"differs: via {r['via']} dev {r['dev']} onlink={r['onlink']} type {r['type']} proto {r['proto']}"

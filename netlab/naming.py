@@ -1,0 +1,86 @@
+"""The naming scheme, in one place (as mininet keeps its naming in one module).
+
+Namespaces carry the lab instance name so that two labs (or two instances of one lab file,
+``netlab up vxlan --name v2``) can be up at the same time:
+
+=================  ==============================  ================================
+object             name                            example (lab ``vxlan``)
+=================  ==============================  ================================
+node namespace     ``<lab>-<node>``                ``vxlan-node1``
+pod namespace      ``<lab>-<node>-<pod>``          ``vxlan-node1-pod1``
+underlay switch    ``<lab>-switch`` (rack r:       ``vxlan-switch``
+                   ``<lab>-switch<r>``)
+underlay router    ``<lab>-router``                ``vxlan-router``
+=================  ==============================  ================================
+
+Interface names inside namespaces are the real ones (``eth0``, ``cni0``, ``flannel.1``,
+``docker0``, ``cali<hash>``); they never need to be unique across namespaces, and nothing is ever
+created in the root namespace.
+
+MAC addresses that the real projects choose at random (a VTEP's MAC) are derived here from a hash
+of the lab and node, so that a plan is a pure function of the lab file: ``status`` and ``explain``
+can then name the exact MAC the kernel should hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+# A lab instance name becomes part of namespace names and of /run/netlab/<lab>/.
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+IFNAMSIZ = 15  # the kernel's limit for an interface name, without the trailing NUL
+
+SWITCH = "switch"
+ROUTER = "router"
+STATE_DIR = "/run/netlab"
+MARKER_PREFIX = "netlab:"
+
+
+def node_name(index: int) -> str:
+    """Nodes are ``node1 … nodeN`` (1-based, like the subnets 10.244.1.0/24 … they get)."""
+    return f"node{index}"
+
+
+def pod_name(index: int) -> str:
+    return f"pod{index}"
+
+
+def ns(lab: str, *parts: str) -> str:
+    """Namespace name: the lab instance name, then the path to the host (node, pod)."""
+    return "-".join((lab, *parts))
+
+
+def switch_name(rack: int, racks: int) -> str:
+    return SWITCH if racks == 1 else f"{SWITCH}{rack}"
+
+
+def digest(*parts: str) -> bytes:
+    return hashlib.sha1("/".join(parts).encode()).digest()
+
+
+def mac(*parts: str) -> str:
+    """A stable, locally administered unicast MAC (first octet xxxxxx10) from a hash."""
+    b = bytearray(digest(*parts)[:6])
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def host_veth(*parts: str) -> str:
+    """The host end of a pod's veth, as the CNI bridge plugin names it: ``veth`` + 8 hex digits.
+
+    The plugin draws the digits at random; netlab hashes the pod's identity instead, so the name
+    is the same on every run and can be checked by ``status``.
+    """
+    return "veth" + digest(*parts).hex()[:8]
+
+
+def marker(lab: str, token: str) -> str:
+    """The ownership marker written into every namespace netlab creates (``lo``'s ifalias)."""
+    return f"{MARKER_PREFIX}{lab}:{token}"
+
+
+def check_ifname(name: str) -> str:
+    if not name or len(name) > IFNAMSIZ or "/" in name or " " in name:
+        raise ValueError(f"bad interface name {name!r} (1..{IFNAMSIZ} characters, no '/' or space)")
+    return name

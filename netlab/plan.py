@@ -1,0 +1,299 @@
+"""The plan: the desired kernel objects of a lab, per namespace, as plain frozen data.
+
+A datapath module builds a :class:`Plan` from the lab model without touching the kernel. The same
+plan object is then used by
+
+- :mod:`netlab.kernel.apply` to create it (netlink, iptables-restore, daemons),
+- :mod:`netlab.kernel.verify` to diff it against what the kernel holds (``netlab status``),
+- :mod:`netlab.explain` to print the equivalent ``ip``/``bridge``/``iptables`` script,
+- :mod:`netlab.kernel.teardown`, through the namespaces and daemons recorded from it,
+
+so there is never a second copy of the truth.
+
+Objects are applied in phases (:data:`PHASES`), and in plan order within a phase. The order
+within a phase is significant: flannel installs the neighbour and FDB entries of a remote VTEP
+before the onlink route that uses them, and Calico's pod needs ``169.254.1.1 dev eth0 scope link``
+before ``default via 169.254.1.1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv4Network, ip_address
+from typing import Iterator, Union
+
+
+@dataclass(frozen=True)
+class Netns:
+    """A network namespace: a node, a pod, the underlay switch or a router.
+
+    ``role`` is one of ``node``, ``pod``, ``switch``, ``router``. ``host`` is the short name a
+    user types (``node1``, ``node1-pod2``, ``switch``).
+    """
+
+    name: str
+    role: str
+    host: str
+    node: str | None = None  # the node a pod lives on
+
+
+@dataclass(frozen=True)
+class Bridge:
+    ns: str
+    name: str
+    mtu: int | None = None
+    mac: str | None = None
+    stp: bool = False
+
+
+@dataclass(frozen=True)
+class VethEnd:
+    ns: str
+    name: str
+    mtu: int | None = None
+    mac: str | None = None
+    master: str | None = None  # bridge in the same namespace
+    hairpin: bool = False  # bridge-port flag (kube-flannel's hairpinMode)
+
+
+@dataclass(frozen=True)
+class Veth:
+    """A veth pair, created from ``a.ns`` with its peer placed straight into ``b.ns``.
+
+    Because the pair is born with each end in its own lab namespace, no link ever appears in the
+    root namespace, not even for a moment.
+    """
+
+    a: VethEnd
+    b: VethEnd
+
+    @property
+    def ns(self) -> str:
+        return self.a.ns
+
+    @property
+    def name(self) -> str:
+        return self.a.name
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """A VXLAN tunnel endpoint (VTEP) device: ``ip link add NAME type vxlan id VNI …``."""
+
+    ns: str
+    name: str
+    vni: int
+    port: int
+    local: str
+    dev: str
+    learning: bool = False
+    mtu: int | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class Tun:
+    """A persistent TUN device (IFF_TUN|IFF_NO_PI: layer 3, no packet-info header)."""
+
+    ns: str
+    name: str
+    mtu: int | None = None
+
+
+Link = Union[Bridge, Veth, Vxlan, Tun]
+
+
+@dataclass(frozen=True)
+class Addr:
+    ns: str
+    dev: str
+    cidr: str  # "10.244.1.0/32"
+
+    @property
+    def interface(self) -> IPv4Interface:
+        return IPv4Interface(self.cidr)
+
+
+@dataclass(frozen=True)
+class Route:
+    """An IPv4 route in the main table.
+
+    ``proto`` defaults to ``boot`` (3), what ``ip route add`` and the Go netlink library use, so
+    ``ip route`` prints no ``proto`` for it, exactly as on a real flannel node.
+    """
+
+    ns: str
+    dst: str  # "default" or a CIDR
+    via: str | None = None
+    dev: str | None = None
+    onlink: bool = False
+    scope: str | None = None  # None: the kernel's choice (universe with a gateway, link without)
+    type: str = "unicast"  # or "blackhole"
+    proto: str = "boot"
+    src: str | None = None
+
+    @property
+    def network(self) -> IPv4Network:
+        return IPv4Network("0.0.0.0/0" if self.dst == "default" else self.dst)
+
+
+@dataclass(frozen=True)
+class Neigh:
+    """A permanent ARP entry (NUD_PERMANENT): the kernel never ages or re-resolves it."""
+
+    ns: str
+    dev: str
+    dst: str
+    lladdr: str
+    state: str = "permanent"
+
+
+@dataclass(frozen=True)
+class Fdb:
+    """A VXLAN forwarding entry: inner MAC -> outer (underlay) destination IP, ``self permanent``."""
+
+    ns: str
+    dev: str
+    lladdr: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    ns: str
+    key: str  # dotted, e.g. "net.ipv4.ip_forward" or "net.ipv4.conf.cni0.forwarding"
+    value: str
+
+    @property
+    def path(self) -> str:
+        return "/proc/sys/" + self.key.replace(".", "/")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One iptables rule, in ``iptables -S`` syntax without the ``-A CHAIN`` part."""
+
+    table: str
+    chain: str
+    spec: str
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """The iptables rules of one namespace, loaded at once with ``iptables-restore --noflush``.
+
+    ``chains`` are the user chains to create (table, chain); ``policies`` set built-in chain
+    policies (table, chain, policy).
+    """
+
+    ns: str
+    rules: tuple[Rule, ...]
+    chains: tuple[tuple[str, str], ...] = ()
+    policies: tuple[tuple[str, str, str], ...] = ()
+
+    def restore_text(self) -> str:
+        """The ruleset in iptables-restore's format, one ``*table … COMMIT`` block per table."""
+        tables: dict[str, list[str]] = {}
+        order = ("raw", "mangle", "nat", "filter")
+        for table, chain, policy in self.policies:
+            tables.setdefault(table, []).append(f":{chain} {policy} [0:0]")
+        for table, chain in self.chains:
+            tables.setdefault(table, []).append(f":{chain} - [0:0]")
+        for r in self.rules:
+            tables.setdefault(r.table, []).append(f"-A {r.chain} {r.spec}")
+        out = []
+        for table in sorted(tables, key=lambda t: order.index(t) if t in order else 99):
+            out.append(f"*{table}")
+            out.extend(tables[table])
+            out.append("COMMIT")
+        return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """A long-running process in a namespace (flannel's UDP forwarder, BIRD, …).
+
+    ``argv`` may contain ``{run}``, replaced by the lab's state directory at start time.
+    ``ready`` is an optional path (with ``{run}``) that must exist before the daemon counts as up.
+    """
+
+    ns: str
+    name: str
+    argv: tuple[str, ...]
+    ready: str | None = None
+
+
+KernelObject = Union[Bridge, Veth, Vxlan, Tun, Addr, Route, Neigh, Fdb, Sysctl, Ruleset, Daemon]
+
+#: The order objects are applied in; teardown needs no order, it deletes namespaces.
+PHASES: tuple[type, ...] = (Bridge, Veth, Vxlan, Tun, Addr, Sysctl, Neigh, Fdb, Route, Ruleset, Daemon)
+
+
+@dataclass
+class Plan:
+    """Everything a lab needs in the kernel, in order. Built by a datapath, never by hand."""
+
+    lab: str
+    namespaces: list[Netns] = field(default_factory=list)
+    objects: list[KernelObject] = field(default_factory=list)
+
+    def add_ns(self, ns: Netns) -> Netns:
+        if any(n.name == ns.name for n in self.namespaces):
+            raise ValueError(f"namespace {ns.name} planned twice")
+        self.namespaces.append(ns)
+        return ns
+
+    def add(self, *objs: KernelObject) -> None:
+        self.objects.extend(objs)
+
+    def of(self, kind: type) -> list:
+        return [o for o in self.objects if isinstance(o, kind)]
+
+    def in_ns(self, ns: str) -> list[KernelObject]:
+        return [o for o in self.objects if _touches(o, ns)]
+
+    def phased(self) -> Iterator[tuple[type, list[KernelObject]]]:
+        for kind in PHASES:
+            objs = self.of(kind)
+            if objs:
+                yield kind, objs
+
+    def host(self, name: str) -> Netns:
+        """Find a namespace by what a user types: ``node1``, ``node1-pod1``, ``switch`` or the full name."""
+        for n in self.namespaces:
+            if name in (n.host, n.name):
+                return n
+        raise KeyError(name)
+
+    def links(self) -> list[Link]:
+        return [o for o in self.objects if isinstance(o, (Bridge, Veth, Vxlan, Tun))]
+
+    def addresses(self, ns: str) -> list[str]:
+        return [a.cidr for a in self.of(Addr) if a.ns == ns]
+
+    def check(self) -> None:
+        """Internal consistency: every namespace referenced is planned, names fit IFNAMSIZ."""
+        from .naming import check_ifname
+
+        known = {n.name for n in self.namespaces}
+        for o in self.objects:
+            for ns in _namespaces_of(o):
+                if ns not in known:
+                    raise ValueError(f"{type(o).__name__} refers to unplanned namespace {ns}")
+            if isinstance(o, Veth):
+                check_ifname(o.a.name)
+                check_ifname(o.b.name)
+            elif isinstance(o, (Bridge, Vxlan, Tun)):
+                check_ifname(o.name)
+            elif isinstance(o, (Neigh, Fdb, Route)) and isinstance(o, Route) and o.via:
+                ip_address(o.via)
+
+
+def _namespaces_of(o: KernelObject) -> tuple[str, ...]:
+    if isinstance(o, Veth):
+        return (o.a.ns, o.b.ns)
+    return (o.ns,)
+
+
+def _touches(o: KernelObject, ns: str) -> bool:
+    return ns in _namespaces_of(o)
