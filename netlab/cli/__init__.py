@@ -6,12 +6,13 @@ and exit non-zero. JSON goes to stdout, progress and logs to stderr.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 
 import click
 
 from ..errors import NetlabError
-from . import down, exec_, explain, list_, status, up
 
 
 class Group(click.Group):
@@ -32,8 +33,12 @@ def cli() -> None:
     """Build the real Linux datapaths of container networking in namespaces, and look inside."""
 
 
-for mod in (list_, up, down, status, exec_, explain):
-    cli.add_command(mod.command)
+# One module per verb: every module in this package that defines ``command`` is a verb, so adding
+# a verb never means editing this file.
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    _mod = importlib.import_module(f"{__name__}.{_info.name}")
+    if isinstance(getattr(_mod, "command", None), click.Command):
+        cli.add_command(_mod.command)
 
 
 def main() -> None:
