@@ -215,12 +215,15 @@ class Daemon:
 
     ``argv`` may contain ``{run}``, replaced by the lab's state directory at start time.
     ``ready`` is an optional path (with ``{run}``) that must exist before the daemon counts as up.
+    ``stats`` is an optional path (with ``{run}``) where the daemon keeps a flat JSON object of
+    counters; ``netlab status`` shows it next to the daemon's PID and liveness.
     """
 
     ns: str
     name: str
     argv: tuple[str, ...]
     ready: str | None = None
+    stats: str | None = None
 
 
 KernelObject = Union[Bridge, Veth, Vxlan, Tun, Addr, Route, Neigh, Fdb, Sysctl, Ruleset, Daemon]
