@@ -105,7 +105,7 @@ class Capture:
     def __init__(self, ns: str, iface: str, bpf: str, path: Path, count: int = 10) -> None:
         self.path = path
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "tcpdump", "-i", iface, "-U", "-n", "-c", str(count), "-w", str(path), bpf],
+            ["ip", "netns", "exec", ns, "tcpdump", "-Z", "root", "--immediate-mode", "-i", iface, "-U", "-n", "-c", str(count), "-w", str(path), bpf],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         # tcpdump says "listening on" once the socket is bound
         deadline = time.monotonic() + 5

@@ -30,6 +30,8 @@ def command(lab: str | None, as_json: bool) -> None:
                         "hosts": hosts, **rep.as_dict()})
     if as_json:
         click.echo(json.dumps(results if not lab else results[0], indent=2))
+        if any(not r["ok"] for r in results):
+            raise SystemExit(1)
         return
     out = Console()
     if not results:

@@ -1,0 +1,80 @@
+"""Lab files -> model: validation errors name the file, the field and what is allowed."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from netlab import model
+from netlab.errors import LabFileError
+
+
+def write(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "lab.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+BASE = "datapath: flannel-vxlan\n"
+
+
+def test_default_vxlan_lab():
+    lab = model.load("vxlan")
+    assert lab.name == "vxlan" and lab.datapath == "flannel-vxlan"
+    assert (lab.nodes, lab.pods) == (2, 2)
+    assert lab.underlay.cidr == IPv4Network("192.168.100.0/24")
+    assert lab.pod_cidr == IPv4Network("10.244.0.0/16")
+    assert (lab.options.vni, lab.options.port, lab.options.mtu) == (1, 8472, None)
+
+
+def test_overrides_and_instance_name():
+    lab = model.load("vxlan", name="second", overrides={"nodes": 4, "pods": 3, "options": {"vni": "7"}})
+    assert (lab.name, lab.nodes, lab.pods, lab.options.vni) == ("second", 4, 3, 7)
+
+
+@pytest.mark.parametrize("text, field, words", [
+    (BASE + "nodes: 0\n", "nodes", "from 1"),
+    (BASE + "nodes: two\n", "nodes", "integer"),
+    (BASE + "colour: red\n", "colour", "unknown field"),
+    (BASE + "underlay: {cidr: 10.0.0.0/24, speed: 10}\n", "underlay.speed", "unknown field"),
+    (BASE + "pod_cidr: 192.168.100.0/22\n", "pod_cidr", "overlaps"),
+    (BASE + "nodes: 20\nunderlay: {cidr: 192.168.100.0/28}\n", "underlay.cidr", "too small"),
+    (BASE + "underlay: {cidr: 192.168.100.0/29}\n", "underlay.cidr", "too small"),
+    (BASE + "pod_cidr: 10.244.0.0/23\n", "pod_cidr", "too small"),
+    (BASE + "pod_cidr: 10.244.0.1/16\n", "pod_cidr", "IPv4 network"),
+    (BASE + "options: {vni: 0}\n", "options.vni", "from 1"),
+    (BASE + "options: {colour: 1}\n", "options.colour", "unknown field"),
+    (BASE + "options: {mtu: 1480}\n", "options.mtu", "exceeds the underlay MTU"),
+    ("datapath: warp-drive\n", "datapath", "unknown datapath"),
+    ("nodes: 2\n", "datapath", "missing"),
+])
+def test_errors_name_file_field_and_remedy(tmp_path, text, field, words):
+    path = write(tmp_path, text)
+    with pytest.raises(LabFileError) as e:
+        model.load(path)
+    msg = str(e.value)
+    assert path in msg and field in msg and words in msg, msg
+    assert " — " in msg  # the remedy half
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, BASE + "nodes: [2\npods: 2\n")
+    with pytest.raises(LabFileError, match=r"YAML syntax error at line \d"):
+        model.load(path)
+
+
+def test_unknown_lab_lists_the_choices():
+    with pytest.raises(LabFileError, match="unknown lab 'nope'.*vxlan"):
+        model.load("nope")
+
+
+def test_bad_instance_name():
+    with pytest.raises(LabFileError, match="lab name"):
+        model.load("vxlan", name="Bad_Name")
+
+
+def test_bad_override_is_checked_like_the_file():
+    with pytest.raises(LabFileError, match="nodes: must be from 1"):
+        model.load("vxlan", overrides={"nodes": 0})
