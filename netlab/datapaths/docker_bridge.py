@@ -1,0 +1,102 @@
+"""Docker's default bridge network on one host (DATAPATHS.md §1): ``docker0`` and its containers.
+
+One node (a Docker host) holds ``docker0`` 172.17.0.1/16 and the containers ``container1 …``,
+each a veth pair: host end ``veth<7 hex>`` on docker0, container end ``eth0`` 172.17.0.N/16 with
+MAC ``02:42:ac:11:00:0N`` and ``default via 172.17.0.1``. The objects are built by
+:mod:`.docker`, shared with the ``docker-nat`` lab.
+
+Two paths to look at:
+
+- **container to container, same host**: plain L2 through docker0. The sender ARPs for the peer's
+  address on its /16, the bridge learns both MACs and forwards. Nothing is routed and nothing is
+  NATed; but with ``bridge-nf-call-iptables=1`` (the fresh-namespace default when br_netfilter is
+  loaded) each bridged frame also crosses the filter FORWARD chain, policy DROP, and passes only
+  through ``-A FORWARD -i docker0 -o docker0 -j ACCEPT``.
+- **container to the outside**: the container's default route sends the packet to docker0's
+  address, the host routes it out of eth0 towards the underlay router (the lab's "internet"), and
+  ``-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE`` rewrites the source to the host's
+  address. The router has no route to 172.17.0.0/16 at all: only the NAT makes the reply come back
+  (conntrack reverses the rewrite on the way in).
+
+``--nodes N`` gives N independent Docker hosts, each with its own docker0 on the same /16 (see the
+``docker-nat`` lab for what that means); ``--pods N`` is the number of containers per host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..model import Lab
+from ..plan import Plan
+from ..topology import resolve
+from . import Datapath, docker, underlay
+
+PREFIX = "container"
+
+
+@dataclass(frozen=True)
+class Options:
+    mtu: int = field(default=docker.DEFAULT_MTU, metadata={"min": 576, "max": 9000})  # dockerd --mtu
+
+
+def plan(lab: Lab) -> Plan:
+    topo = resolve(lab)
+    p = Plan(lab.name)
+    underlay.build(lab, topo, p)
+    cs = docker.containers(lab, topo, PREFIX)
+    for node in topo.nodes:
+        docker.build_host(p, lab, node, docker.on(node, cs), lab.options.mtu)
+    return p
+
+
+def next_steps(lab: Lab, p: Plan) -> str:
+    topo = resolve(lab)
+    cs = docker.containers(lab, topo, PREFIX)
+    node = topo.nodes[0]
+    router = str(node.rack.gateway.ip)
+    mine = docker.on(node, cs)
+    lines = []
+    if len(mine) >= 2:
+        a, b = mine[0], mine[1]
+        lines += ["container to container, plain L2 on docker0:",
+                  f"  netlab exec {lab.name} {a.name} -- ping -c 3 {b.ip.ip}",
+                  f"  learned MACs: netlab exec {lab.name} {node.name} -- bridge fdb show br docker0 dynamic",
+                  "  bridged frames cross FORWARD (bridge-nf-call-iptables=1), policy DROP; watch the",
+                  f"  '-i docker0 -o docker0 -j ACCEPT' counter: netlab exec {lab.name} {node.name} -- iptables -nvL FORWARD"]
+    if mine:
+        a = mine[0]
+        lines += ["out to the router through MASQUERADE:",
+                  f"  netlab exec {lab.name} {a.name} -- ping -c 3 {router}",
+                  f"  the router sees {node.addr}, never {a.ip.ip}: ip netns exec {topo.router_ns} tcpdump -ni eth0 icmp",
+                  f"  the NAT counters: netlab exec {lab.name} {node.name} -- iptables -t nat -nvL POSTROUTING"]
+    lines += [f"Docker's rules: netlab exec {lab.name} {node.name} -- iptables -S",
+              f"the recipe:     netlab explain {lab.name}"]
+    return "\n".join(lines)
+
+
+PICTURE = r"""
+  node1 (Docker host, 192.168.100.11)
+  +--------------------------------------------------------------+
+  | container1 eth0     container2 eth0     container3 eth0      |
+  | 172.17.0.2/16       172.17.0.3/16       172.17.0.4/16        |
+  | 02:42:ac:11:00:02   02:42:ac:11:00:03   02:42:ac:11:00:04    |
+  |     | vethXXXXXXX       | vethXXXXXXX       | vethXXXXXXX      |
+  | ====+===================+===================+==== docker0     |
+  |                172.17.0.1/16                                 |
+  |   nat POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE |
+  | eth0 192.168.100.11/24                                       |
+  +------|-------------------------------------------------------+
+         |  switch (br0)
+  router 192.168.100.1 ("the internet": no route to 172.17.0.0/16)
+"""
+
+DATAPATH = Datapath(
+    name="docker-bridge",
+    summary="Docker's default bridge: docker0 172.17.0.1/16, veth per container, MASQUERADE, FORWARD DROP",
+    plan=plan,
+    Options=Options,
+    default_pod_cidr=docker.DEFAULT_POOL,
+    requires=("bridge", "veth"),
+    next_steps=next_steps,
+    picture=PICTURE,
+)
