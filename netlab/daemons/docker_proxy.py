@@ -1,0 +1,94 @@
+"""A stand-in for ``docker-proxy``, Docker's userland proxy: a plain TCP relay on the host.
+
+::
+
+    python -m netlab.daemons.docker_proxy -proto tcp -host-ip 0.0.0.0 -host-port 12345 \\
+        -container-ip 172.17.0.2 -container-port 7070 [--ready FILE]
+
+(the same arguments dockerd gives docker-proxy, ``portmapper/proxy_linux.go``).
+
+Why it exists at all: with the default ``--userland-proxy=true`` the DNAT rule of a published
+port deliberately skips two kinds of connections (DATAPATHS.md §1):
+
+- connections to ``127.0.0.1:<host port>`` from the host itself (``OUTPUT ! -d 127.0.0.0/8``):
+  DNAT to a container would need a 127/8 source to leave through docker0, which the kernel refuses
+  unless ``route_localnet=1``;
+- a container connecting to its own host's ``<host IP>:<host port>`` (``DOCKER -i docker0 -j
+  RETURN``): DNAT would send the packet back out of the port it came from, which a bridge only does
+  with hairpin mode on.
+
+Both connections are therefore delivered *locally*, to this process's listening socket, which
+opens a second connection to the container and copies bytes both ways. The container sees the
+proxy's source address (docker0's 172.17.0.1), not the client's: one more way NAT-like plumbing
+hides who is calling. Only TCP is relayed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+CHUNK = 65536
+
+
+def pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy src -> dst until EOF, then pass the EOF on (half-close), as docker-proxy does."""
+    try:
+        while True:
+            data = src.recv(CHUNK)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def relay(client: socket.socket, backend: tuple[str, int]) -> None:
+    try:
+        upstream = socket.create_connection(backend, timeout=5)
+    except OSError as e:
+        print(f"docker-proxy: cannot reach {backend[0]}:{backend[1]}: {e}", flush=True)
+        client.close()
+        return
+    upstream.settimeout(None)
+    t = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+    t.start()
+    pump(client, upstream)
+    t.join()
+    client.close()
+    upstream.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="docker-proxy", description=__doc__.splitlines()[0])
+    ap.add_argument("-proto", default="tcp", choices=("tcp",))
+    ap.add_argument("-host-ip", dest="host_ip", default="0.0.0.0")
+    ap.add_argument("-host-port", dest="host_port", type=int, required=True)
+    ap.add_argument("-container-ip", dest="container_ip", required=True)
+    ap.add_argument("-container-port", dest="container_port", type=int, required=True)
+    ap.add_argument("--ready", help="file to create once listening")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((args.host_ip, args.host_port))
+    lsock.listen(128)
+    backend = (args.container_ip, args.container_port)
+    print(f"docker-proxy: {args.host_ip}:{args.host_port} -> {backend[0]}:{backend[1]}", flush=True)
+    if args.ready:
+        Path(args.ready).touch()
+    while True:
+        client, _ = lsock.accept()
+        threading.Thread(target=relay, args=(client, backend), daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
