@@ -28,6 +28,12 @@ def _end_settings(end: VethEnd) -> list[str]:
     return out
 
 
+def _quote_run(arg: str) -> str:
+    """Shell-quote one argument but leave ``{run}`` outside the quotes, as ``"{run}"``, so that
+    once :func:`script` turns it into ``"$run"`` the shell expands it (``'$run/x'`` would not)."""
+    return '"{run}"'.join(shlex.quote(part) if part else "" for part in arg.split("{run}"))
+
+
 def describe(o) -> str:
     """One command line (the first, for multi-line objects) that creates ``o``."""
     return commands(o)[0]
@@ -79,8 +85,8 @@ def commands(o) -> list[str]:
     if isinstance(o, Ruleset):
         return [f"ip netns exec {o.ns} iptables-restore --noflush <<'EOF'\n{o.restore_text()}EOF"]
     if isinstance(o, Daemon):
-        argv = " ".join(shlex.quote(a) for a in o.argv)
-        return [f"ip netns exec {o.ns} {argv} &"]
+        argv = " ".join(_quote_run(a) for a in o.argv)
+        return [f"ip netns exec {o.ns} {argv} >{_quote_run(f'{{run}}/{o.ns}.{o.name}.log')} 2>&1 &"]
     raise TypeError(f"cannot describe {o!r}")
 
 
