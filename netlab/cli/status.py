@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from .. import api, state
 from ..kernel.probe import require_root
-from ..plan import Addr
+from ..plan import Addr, Daemon
 
 
 @click.command("status")
@@ -28,6 +29,7 @@ def command(lab: str | None, as_json: bool) -> None:
                   "addresses": [a.cidr for a in h.plan.of(Addr) if a.ns == n.name]} for n in h.plan.namespaces]
         results.append({"lab": name, "datapath": h.lab.datapath, "complete": h.state.complete,
                         "hosts": hosts, **rep.as_dict()})
+        _add_stats(h, results[-1]["daemons"])
     if as_json:
         click.echo(json.dumps(results if not lab else results[0], indent=2))
         if any(not r["ok"] for r in results):
@@ -53,5 +55,20 @@ def command(lab: str | None, as_json: bool) -> None:
         for d in r["daemons"]:
             mark = "[green]alive[/green]" if d["alive"] else "[red]dead[/red]"
             out.print(f"  daemon {d['name']} in {d['ns']}: pid {d['pid']} {mark}  (log {d['log']})")
+            if d.get("stats"):
+                out.print("    " + " ".join(f"{k}={v}" for k, v in d["stats"].items()), highlight=False)
     if any(not r["ok"] for r in results):
         raise SystemExit(1)
+
+
+def _add_stats(h: api.LabHandle, daemons: list[dict]) -> None:
+    """Attach each daemon's counters (the flat JSON object at its plan's ``stats`` path, if any)."""
+    declared = {(d.ns, d.name): d.stats for d in h.plan.of(Daemon) if d.stats}
+    for d in daemons:
+        path = declared.get((d["ns"], d["name"]))
+        if path:
+            try:
+                raw = json.loads(Path(path.replace("{run}", str(h.state.dir))).read_text())
+            except (OSError, ValueError):
+                raw = None
+            d["stats"] = {k: v for k, v in raw.items() if isinstance(v, (int, float, str))} if isinstance(raw, dict) else None
