@@ -100,7 +100,25 @@ class Tun:
     mtu: int | None = None
 
 
-Link = Union[Bridge, Veth, Vxlan, Tun]
+@dataclass(frozen=True)
+class Ipip:
+    """An IP-in-IP tunnel device (``ip tunnel add NAME mode ipip``), NOARP, inner IP in outer IP.
+
+    ``tunl0`` is special: it is the kernel's fallback IPIP device (``remote any local any``) that
+    appears by itself in every namespace once the ``ipip`` module is loaded. Apply then only sets
+    its MTU and brings it up, as Felix does (it runs ``ip tunnel add tunl0`` only if it is missing).
+    With ``remote any`` the kernel takes the outer destination from the route's gateway, which is
+    why Calico's routes read ``via <node IP> dev tunl0 onlink``.
+    """
+
+    ns: str
+    name: str
+    local: str | None = None
+    remote: str | None = None
+    mtu: int | None = None
+
+
+Link = Union[Bridge, Veth, Vxlan, Tun, Ipip]
 
 
 @dataclass(frozen=True)
@@ -226,10 +244,23 @@ class Daemon:
     stats: str | None = None
 
 
-KernelObject = Union[Bridge, Veth, Vxlan, Tun, Addr, Route, Neigh, Fdb, Sysctl, Ruleset, Daemon]
+@dataclass(frozen=True)
+class File:
+    """A file netlab writes before any daemon starts, typically a daemon's config (BIRD's).
+
+    ``path`` must start with ``{run}/``: the file lives in the lab's state directory
+    (/run/netlab/<lab>/), so ``down`` removes it with that directory and nothing else is ever
+    written. It belongs to no namespace. ``explain`` prints it as a heredoc.
+    """
+
+    path: str
+    content: str
+
+
+KernelObject = Union[Bridge, Veth, Vxlan, Tun, Ipip, Addr, Route, Neigh, Fdb, Sysctl, Ruleset, File, Daemon]
 
 #: The order objects are applied in; teardown needs no order, it deletes namespaces.
-PHASES: tuple[type, ...] = (Bridge, Veth, Vxlan, Tun, Addr, Sysctl, Neigh, Fdb, Route, Ruleset, Daemon)
+PHASES: tuple[type, ...] = (Bridge, Veth, Vxlan, Tun, Ipip, Addr, Sysctl, Neigh, Fdb, Route, Ruleset, File, Daemon)
 
 
 @dataclass
@@ -269,7 +300,7 @@ class Plan:
         raise KeyError(name)
 
     def links(self) -> list[Link]:
-        return [o for o in self.objects if isinstance(o, (Bridge, Veth, Vxlan, Tun))]
+        return [o for o in self.objects if isinstance(o, (Bridge, Veth, Vxlan, Tun, Ipip))]
 
     def addresses(self, ns: str) -> list[str]:
         return [a.cidr for a in self.of(Addr) if a.ns == ns]
@@ -286,8 +317,10 @@ class Plan:
             if isinstance(o, Veth):
                 check_ifname(o.a.name)
                 check_ifname(o.b.name)
-            elif isinstance(o, (Bridge, Vxlan, Tun)):
+            elif isinstance(o, (Bridge, Vxlan, Tun, Ipip)):
                 check_ifname(o.name)
+            elif isinstance(o, File) and (not o.path.startswith("{run}/") or ".." in o.path.split("/")):
+                raise ValueError(f"file {o.path} is outside the lab's state directory {{run}}/")
             elif isinstance(o, (Neigh, Fdb, Route)) and isinstance(o, Route) and o.via:
                 ip_address(o.via)
 
@@ -295,6 +328,8 @@ class Plan:
 def _namespaces_of(o: KernelObject) -> tuple[str, ...]:
     if isinstance(o, Veth):
         return (o.a.ns, o.b.ns)
+    if isinstance(o, File):
+        return ()
     return (o.ns,)
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from ..explain import describe
-from ..plan import (Addr, Bridge, Daemon, Fdb, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth, VethEnd,
-                    Vxlan)
+from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth,
+                    VethEnd, Vxlan)
 from ..state import State
 from . import netns, procs
 from .nl import PROTOS, RTNH_F_ONLINK, RTYPES, SCOPES, NsLink
@@ -183,6 +183,15 @@ def verify(plan: Plan, state: State | None = None) -> Report:
     for o in plan.objects:
         if isinstance(o, Daemon):
             continue
+        if isinstance(o, File):
+            if state is not None:  # where {run} is, only the state knows
+                path = state.dir / o.path.removeprefix("{run}/")
+                try:
+                    detail = "" if path.read_text() == o.content else "differs from the plan"
+                except OSError:
+                    detail = "missing"
+                report.findings.append(Finding("", describe(o).splitlines()[0], not detail, detail))
+            continue
         nss = (o.a.ns, o.b.ns) if isinstance(o, Veth) else (o.ns,)
         if any(ns not in snaps for ns in nss):
             report.findings.append(Finding(o.ns, describe(o), False, "namespace missing"))
@@ -196,6 +205,8 @@ def verify(plan: Plan, state: State | None = None) -> Report:
             detail = _diff_link(snaps[o.ns], o, "vxlan")
         elif isinstance(o, Tun):
             detail = _diff_link(snaps[o.ns], o, "tun")
+        elif isinstance(o, Ipip):
+            detail = _diff_link(snaps[o.ns], o, "ipip")
         elif isinstance(o, Addr):
             detail = "" if (o.dev, o.cidr) in snaps[o.ns].addrs else "missing"
         elif isinstance(o, Neigh):
