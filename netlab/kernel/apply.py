@@ -7,7 +7,8 @@ Order (see :data:`netlab.plan.PHASES`):
 3. link settings: bridge membership, hairpin, up;
 4. addresses, sysctls, permanent neighbours, FDB entries, routes: batched per namespace;
 5. iptables rulesets, one ``iptables-restore --noflush`` per namespace;
-6. daemons.
+6. files under the lab's state directory (daemon configs);
+7. daemons.
 
 Any failure raises :class:`~netlab.errors.ApplyError` naming the object and the kernel's answer;
 the caller (:func:`netlab.api.up`) then tears down everything recorded so far.
@@ -24,7 +25,8 @@ from typing import Callable
 
 from ..errors import ApplyError, NetlabError
 from ..explain import describe
-from ..plan import Addr, Bridge, Daemon, Fdb, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth, VethEnd, Vxlan
+from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth, VethEnd,
+                    Vxlan)
 from ..state import DaemonRecord, State
 from . import netns, procs, tun
 from .nl import Batch, NsLink
@@ -44,6 +46,8 @@ class Applier:
         self.state = state
         self.progress = progress or (lambda msg: None)
         self.links: dict[str, NsLink] = {}
+        self._rules_pending: list[Ruleset] = []
+        self._rules_running: list[tuple[Ruleset, subprocess.Popen]] = []
 
     # -- namespaces ---------------------------------------------------------------------------
     def namespaces(self) -> None:
@@ -54,8 +58,11 @@ class Applier:
             def init(name: str = n.name) -> None:
                 link = NsLink(name, enter=False)
                 holder["link"] = link
-                # lo up, and the ownership marker as lo's ifalias
-                link.ipr.link("set", index=1, state="up", ifalias=marker)
+                b = Batch(link)
+                b.set_lo(n, marker)  # lo up, and the ownership marker as lo's ifalias
+                failures = b.send()
+                if failures:
+                    raise _fail(n, failures[0][1])
 
             try:
                 netns.create(n.name, init=init)
@@ -64,60 +71,90 @@ class Applier:
                                   "remove it, or choose another instance name with --name") from None
             self.links[n.name] = holder["link"]
 
-    # -- links -------------------------------------------------------------------------------
-    def link(self, obj) -> None:
+    # -- batches -----------------------------------------------------------------------------------
+    def _send(self, batches: dict[str, Batch]) -> None:
+        for b in batches.values():
+            failures = b.send()
+            if failures:
+                obj, err = failures[0]
+                raise _fail(obj, err)
+
+    def _batch(self, batches: dict[str, Batch], ns: str) -> Batch:
+        b = batches.get(ns)
+        if b is None:
+            b = batches[ns] = Batch(self.links[ns])
+        return b
+
+    def _index(self, ns: str, name: str, obj) -> int:
         try:
-            if isinstance(obj, Bridge):
-                self._add(obj.ns, ifname=obj.name, kind="bridge", mtu=obj.mtu, address=obj.mac,
-                          br_stp_state=1 if obj.stp else 0)
-            elif isinstance(obj, Veth):
-                peer = {"ifname": obj.b.name, "net_ns_fd": netns.path(obj.b.ns)}
-                if obj.b.mtu:
-                    peer["mtu"] = obj.b.mtu
-                if obj.b.mac:
-                    peer["address"] = obj.b.mac
-                self._add(obj.a.ns, ifname=obj.a.name, kind="veth", mtu=obj.a.mtu, address=obj.a.mac, peer=peer)
-            elif isinstance(obj, Vxlan):
-                link = self.links[obj.ns]
-                self._add(obj.ns, ifname=obj.name, kind="vxlan", vxlan_id=obj.vni, vxlan_port=obj.port,
-                          vxlan_local=obj.local, vxlan_link=link.index(obj.dev),
-                          vxlan_learning=1 if obj.learning else 0, mtu=obj.mtu, address=obj.mac)
-            elif isinstance(obj, Tun):
-                tun.create_persistent(obj.ns, obj.name)
-                if obj.mtu:
-                    link = self.links[obj.ns]
-                    link.ipr.link("set", index=link.index(obj.name), mtu=obj.mtu)
-        except (ApplyError, NetlabError):
-            raise
-        except Exception as e:
+            return self.links[ns].index(name)
+        except LookupError as e:
             raise _fail(obj, e) from None
 
-    def _add(self, ns: str, **kw) -> None:
-        kw = {k: v for k, v in kw.items() if v is not None}
-        self.links[ns].ipr.link("add", **kw)
-
-    def link_settings(self) -> None:
-        """Enslave ports, set hairpin, bring everything up: per end, in the end's namespace."""
-        for obj in self.plan.links():
-            ends = [obj.a, obj.b] if isinstance(obj, Veth) else [obj]
-            for end in ends:
-                link = self.links[end.ns]
+    # -- links -------------------------------------------------------------------------------------
+    def links_phase(self) -> None:
+        """Three rounds, one batch per namespace each: bridges; veth pairs (each end up, and the
+        end in the creating namespace already in its bridge); then VXLAN and TUN devices (which
+        need their parent's ifindex) and the remaining bridge memberships and hairpin flags."""
+        links = self.plan.links()
+        batches: dict[str, Batch] = {}
+        for o in links:
+            if isinstance(o, Bridge):
+                self._batch(batches, o.ns).bridge(o, o.name, o.mtu, o.mac)
+        self._send(batches)
+        batches = {}
+        for o in links:
+            if isinstance(o, Veth):
+                a, b = o.a, o.b
+                master = self._index(a.ns, a.master, o) if a.master else None
+                self._batch(batches, a.ns).veth(o, a.name, a.mtu, a.mac, master, b.name, b.ns, b.mtu, b.mac)
+        self._send(batches)
+        batches = {}
+        for o in links:
+            if isinstance(o, Vxlan):
+                self._batch(batches, o.ns).vxlan(o, o.name, o.vni, o.port, o.local, self._index(o.ns, o.dev, o),
+                                                 o.learning, o.mtu, o.mac)
+            elif isinstance(o, Tun):
                 try:
-                    idx = link.index(end.name)
-                    master = getattr(end, "master", None)
-                    if master:
-                        link.ipr.link("set", index=idx, master=link.index(master))
-                        if getattr(end, "hairpin", False):
-                            link.ipr.link("set", index=idx, kind="bridge_slave", mode=1)
-                    link.ipr.link("set", index=idx, state="up")
-                except Exception as e:
-                    raise _fail(obj, e) from None
+                    tun.create_persistent(o.ns, o.name)
+                except OSError as e:
+                    raise _fail(o, e.errno or errno.EIO) from None
+                self._batch(batches, o.ns).link_set(o, self._index(o.ns, o.name, o), up=True, mtu=o.mtu)
+            elif isinstance(o, Ipip):
+                self._ipip(o, batches)
+            elif isinstance(o, Veth):
+                b = o.b
+                master = self._index(b.ns, b.master, o) if b.master else None
+                self._batch(batches, b.ns).link_set(o, self._index(b.ns, b.name, o), up=True, master=master)
+                for end in (o.a, o.b):
+                    if end.hairpin:
+                        self._batch(batches, end.ns).hairpin(o, self._index(end.ns, end.name, o))
+        self._send(batches)
 
-    # -- batched objects -----------------------------------------------------------------------
-    def batched(self, objs: list) -> None:
+    def _ipip(self, o: Ipip, batches: dict[str, Batch]) -> None:
+        """IPIP devices are rare (this kernel may not even have them): created through pyroute2.
+        ``tunl0`` appears by itself in every namespace once the ipip module is loaded, so like
+        Felix netlab only creates it when it is missing, then sets its MTU and brings it up."""
+        link = self.links[o.ns]
+        try:
+            link.index(o.name)
+        except LookupError:
+            kw = {"ifname": o.name, "kind": "ipip"}
+            if o.local:
+                kw["ipip_local"] = o.local
+            if o.remote:
+                kw["ipip_remote"] = o.remote
+            try:
+                link.ipr.link("add", **kw)
+            except Exception as e:
+                raise _fail(o, e) from None
+        self._batch(batches, o.ns).link_set(o, self._index(o.ns, o.name, o), up=True, mtu=o.mtu)
+
+    # -- addresses, neighbours, fdb, routes --------------------------------------------------------
+    def entries(self, objs: list) -> None:
         batches: dict[str, Batch] = {}
         for o in objs:
-            b = batches.get(o.ns) or batches.setdefault(o.ns, Batch(self.links[o.ns]))
+            b = self._batch(batches, o.ns)
             try:
                 if isinstance(o, Addr):
                     b.addr(o, o.dev, o.cidr)
@@ -129,11 +166,7 @@ class Applier:
                     b.route(o, o.dst, o.via, o.dev, o.onlink, o.scope, o.type, o.proto, o.src)
             except LookupError as e:
                 raise _fail(o, e) from None
-        for b in batches.values():
-            failures = b.send()
-            if failures:
-                obj, err = failures[0]
-                raise _fail(obj, err)
+        self._send(batches)
 
     def sysctls(self, objs: list[Sysctl]) -> None:
         by_ns: dict[str, list[Sysctl]] = defaultdict(list)
@@ -148,26 +181,54 @@ class Applier:
                     except OSError as e:
                         raise _fail(s, e.errno or errno.EIO) from None
 
-    def rulesets(self, objs: list[Ruleset], parallel: int = 8) -> None:
-        """``iptables-restore --noflush`` per namespace, a few at a time (each is a fork+exec)."""
-        pending = list(objs)
-        running: list[tuple[Ruleset, subprocess.Popen]] = []
-        while pending or running:
-            while pending and len(running) < parallel:
-                rs = pending.pop(0)
+    # -- iptables: started early, run beside the netlink work ---------------------------------------
+    def start_rulesets(self, objs: list[Ruleset]) -> None:
+        """``iptables-restore --noflush`` per namespace. Rules name interfaces by string, so they
+        can load before the links exist: the processes run on the other core while this thread
+        does the netlink work, a few at a time (each is a fork+exec)."""
+        self._rules_pending = list(objs)
+        self._pump_rulesets()
+
+    def _pump_rulesets(self, parallel: int = 6, block: bool = False) -> None:
+        while True:
+            still = []
+            for rs, p in self._rules_running:
+                if p.poll() is None:
+                    still.append((rs, p))
+                    continue
+                err = p.stderr.read().strip()
+                p.stderr.close()
+                if p.returncode != 0:
+                    raise ApplyError(f"iptables-restore failed in {rs.ns}: {err.splitlines()[-1] if err else p.returncode}",
+                                     "the lab was rolled back; is this kernel missing an iptables match or target?")
+            self._rules_running = still
+            while self._rules_pending and len(self._rules_running) < parallel:
+                rs = self._rules_pending.pop(0)
                 p = procs.popen(rs.ns, ["iptables-restore", "--noflush"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 p.stdin.write(rs.restore_text())
                 p.stdin.close()
-                running.append((rs, p))
-            rs, p = running.pop(0)
+                self._rules_running.append((rs, p))
+            if not block or not (self._rules_running or self._rules_pending):
+                return
+            time.sleep(0.002)
+
+    def _kill_rulesets(self) -> None:
+        for _, p in self._rules_running:
+            if p.poll() is None:
+                p.kill()
             p.wait()
-            err = p.stderr.read().strip()
-            p.stdout.close()
             p.stderr.close()
-            if p.returncode != 0:
-                raise ApplyError(f"iptables-restore failed in {rs.ns}: {err.splitlines()[-1] if err else p.returncode}",
-                                 "the lab was rolled back; is this kernel missing an iptables match or target?")
+        self._rules_running, self._rules_pending = [], []
+
+    # -- files and daemons ---------------------------------------------------------------------------
+    def files(self, objs: list[File]) -> None:
+        """Write daemon configs into the lab's state directory (and nowhere else)."""
+        for f in objs:
+            path = f.path.replace("{run}", str(self.state.dir), 1)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as out:
+                out.write(f.content)
 
     def daemons(self, objs: list[Daemon]) -> None:
         for d in objs:
@@ -186,7 +247,7 @@ class Applier:
                     if p.poll() is not None or time.monotonic() > deadline:
                         tail = log.read_text()[-400:].strip().splitlines()
                         raise ApplyError(f"daemon {d.name} in {d.ns} did not start: {tail[-1] if tail else 'no output'}",
-                                         f"the lab was rolled back; see the log above")
+                                         "the lab was rolled back; see the daemon's log line above")
                     time.sleep(0.02)
 
     def close(self) -> None:
@@ -194,33 +255,31 @@ class Applier:
             link.close()
         self.links.clear()
 
-    # -- all of it -----------------------------------------------------------------------------
+    # -- all of it -----------------------------------------------------------------------------------
     def run(self) -> None:
         try:
             self.progress(f"namespaces: {len(self.plan.namespaces)}")
             self.namespaces()
-            links = self.plan.links()
-            self.progress(f"links: {len(links)}")
-            for kind in (Bridge, Veth, Vxlan, Tun):
-                for obj in links:
-                    if isinstance(obj, kind):
-                        self.link(obj)
-            self.link_settings()
-            self.batched(self.plan.of(Addr))
+            rulesets = self.plan.of(Ruleset)
+            if rulesets:
+                self.progress(f"iptables rulesets: {len(rulesets)} (in the background)")
+                self.start_rulesets(rulesets)
+            self.progress(f"links: {len(self.plan.links())}")
+            self.links_phase()
+            self._pump_rulesets()
+            self.entries(self.plan.of(Addr))
             self.sysctls(self.plan.of(Sysctl))
             entries = self.plan.of(Neigh) + self.plan.of(Fdb) + self.plan.of(Route)
             self.progress(f"neighbours, fdb entries and routes: {len(entries)}")
-            for kind in (Neigh, Fdb, Route):
-                self.batched(self.plan.of(kind))
-            rulesets = self.plan.of(Ruleset)
-            if rulesets:
-                self.progress(f"iptables rulesets: {len(rulesets)}")
-                self.rulesets(rulesets)
+            self.entries(entries)
+            self._pump_rulesets(block=True)
+            self.files(self.plan.of(File))
             daemons = self.plan.of(Daemon)
             if daemons:
                 self.progress(f"daemons: {len(daemons)}")
                 self.daemons(daemons)
         finally:
+            self._kill_rulesets()
             self.close()
 
 

@@ -1,13 +1,15 @@
-"""Netlink, one socket per namespace, through pyroute2.
+"""Netlink, one socket per namespace.
 
-Two ways to talk:
+:class:`NsLink` holds a raw rtnetlink socket opened *inside* its namespace (this thread enters
+the namespace with ``setns``, opens the socket, and leaves; the socket stays bound to the
+namespace). No helper process is forked, unlike pyroute2's ``IPRoute(netns=…)``.
 
-- :class:`NsLink` wraps a pyroute2 ``IPRoute`` opened *inside* the namespace (in this thread, by
-  ``setns``; no helper process is forked). It creates links, which are few, and reads state back.
-- :class:`Batch` encodes many small requests (addresses, neighbours, FDB entries, routes) with
-  pyroute2's message classes and sends them in one ``sendmsg``. The kernel answers each with an
-  ACK that carries an errno; the sequence number maps it back to the plan object. A flannel node
-  in a 100-node lab needs ~300 such entries, so this keeps bring-up linear in what the kernel does.
+:class:`Batch` collects requests for one namespace (encoded by :mod:`.nlmsg`) and sends them in
+as few datagrams as possible. The kernel processes them in order and answers each with an ACK
+carrying an errno; the sequence number maps a refusal back to the plan object that caused it.
+
+For reading state back (``status``), :attr:`NsLink.ipr` opens a pyroute2 ``IPRoute`` in the same
+namespace on first use.
 """
 
 from __future__ import annotations
@@ -19,21 +21,20 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink import NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWNEIGH, RTM_NEWROUTE
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
 from . import netns
+from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IFLA_BRPORT_MODE, IFLA_IFALIAS,
+                    IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_INFO_SLAVE_DATA, IFLA_INFO_SLAVE_KIND, IFLA_LINKINFO,
+                    IFLA_NET_NS_FD, IFLA_VXLAN_ID, IFLA_VXLAN_LEARNING, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL,
+                    IFLA_VXLAN_PORT, NDA_DST, NDA_LLADDR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
+                    NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTA_DST, RTA_GATEWAY, RTA_OIF,
+                    RTA_PREFSRC, RTA_TABLE, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE,
+                    VETH_INFO_PEER, attr, be16, header, ifaddrmsg, ifinfomsg, ipv4, link_attrs, lladdr, ndmsg,
+                    nest, parse_attrs, rtmsg, string, u8, u32)
 
-AF_BRIDGE = 7
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 RTNH_F_ONLINK = 4
-NLMSG_ERROR = 2
 SCOPES = {"universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 PROTOS = {"unspec": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "bird": 12}
 RTYPES = {"unicast": 1, "local": 2, "broadcast": 3, "blackhole": 6, "unreachable": 7, "prohibit": 8}
@@ -41,39 +42,60 @@ RT_TABLE_MAIN = 254
 
 
 class NsLink:
-    """A pyroute2 IPRoute bound to one namespace, plus a name -> ifindex cache."""
+    """A raw rtnetlink socket bound to one namespace, a name -> ifindex cache, and a lazily
+    opened pyroute2 ``IPRoute`` for reading."""
 
     def __init__(self, ns: str, enter: bool = True) -> None:
-        """Open the sockets inside ``ns``; with ``enter=False`` the calling thread is already there."""
+        """Open the socket inside ``ns``; with ``enter=False`` the calling thread is already there."""
         self.ns = ns
         if enter:
             with netns.entered(ns):
-                self._open()
+                self.raw = self._socket()
         else:
-            self._open()
-        self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.raw.bind((0, 0))
+            self.raw = self._socket()
         self._index: dict[str, int] = {}
+        self._ipr = None
 
-    def _open(self) -> None:
-        self.ipr = IPRoute()
-        self.raw = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    @staticmethod
+    def _socket() -> socket.socket:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind((0, 0))
+        return s
+
+    @property
+    def ipr(self):
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            with netns.entered(self.ns):
+                self._ipr = IPRoute()
+        return self._ipr
 
     def index(self, ifname: str) -> int:
         if ifname not in self._index:
-            found = self.ipr.link_lookup(ifname=ifname)
-            if not found:
-                raise LookupError(f"no interface {ifname} in namespace {self.ns}")
-            self._index[ifname] = found[0]
+            with netns.entered(self.ns):
+                try:
+                    self._index[ifname] = socket.if_nametoindex(ifname)
+                except OSError:
+                    raise LookupError(f"no interface {ifname} in namespace {self.ns}") from None
         return self._index[ifname]
 
-    def forget(self, ifname: str) -> None:
-        self._index.pop(ifname, None)
+    def ifalias(self, index: int = 1) -> str | None:
+        """IFLA_IFALIAS of link ``index`` (netlab's ownership marker lives on lo)."""
+        self.raw.send(header(RTM_GETLINK, NLM_F_REQUEST, 1, ifinfomsg(index=index)))
+        data = self.raw.recv(65536)
+        length, mtype = struct.unpack_from("=IH", data, 0)
+        if mtype != RTM_NEWLINK:
+            return None
+        alias = parse_attrs(data[:length], 32).get(IFLA_IFALIAS)
+        return alias.rstrip(b"\0").decode() if alias else None
 
     def close(self) -> None:
         try:
-            self.ipr.close()
+            if self._ipr is not None:
+                self._ipr.close()
         finally:
             self.raw.close()
 
@@ -91,74 +113,96 @@ class Batch:
     link: NsLink
     _msgs: list = field(default_factory=list)
     _objs: list = field(default_factory=list)
+    _fds: list = field(default_factory=list)
 
-    def _push(self, obj: Any, msg: Any, mtype: int, flags: int) -> None:
-        seq = len(self._objs) + 1
-        msg["header"]["type"] = mtype
-        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
-        msg["header"]["sequence_number"] = seq
-        msg["header"]["pid"] = 0
-        msg.encode()
-        self._msgs.append(bytes(msg.data))
+    def _push(self, obj: Any, mtype: int, flags: int, body: bytes) -> None:
+        self._msgs.append(header(mtype, NLM_F_REQUEST | NLM_F_ACK | flags, len(self._objs) + 1, body))
         self._objs.append(obj)
 
+    # -- links ------------------------------------------------------------------------------------
+    def set_lo(self, obj: Any, alias: str) -> None:
+        """``ip link set lo up alias <marker>``."""
+        self._push(obj, RTM_NEWLINK, 0, ifinfomsg(index=1, flags=IFF_UP, change=IFF_UP) + string(IFLA_IFALIAS, alias))
+
+    def bridge(self, obj: Any, name: str, mtu: int | None, mac: str | None) -> None:
+        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac) + nest(
+            IFLA_LINKINFO, string(IFLA_INFO_KIND, "bridge"))
+        self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def veth(self, obj: Any, name: str, mtu: int | None, mac: str | None, master: int | None,
+             peer_name: str, peer_ns: str, peer_mtu: int | None, peer_mac: str | None) -> None:
+        """A veth pair born with its peer in ``peer_ns`` (IFLA_NET_NS_FD in the peer's ifinfomsg).
+
+        This end comes up at once; the peer cannot (the kernel configures it before the two ends
+        know each other, and ``veth_open`` then fails with ENOTCONN), so it is raised afterwards."""
+        fd = os.open(netns.path(peer_ns), os.O_RDONLY | os.O_CLOEXEC)
+        self._fds.append(fd)
+        peer = ifinfomsg() + link_attrs(peer_name, peer_mtu, peer_mac) + u32(IFLA_NET_NS_FD, fd)
+        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac, master) + nest(
+            IFLA_LINKINFO, string(IFLA_INFO_KIND, "veth"), nest(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer)))
+        self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def vxlan(self, obj: Any, name: str, vni: int, port: int, local: str, dev: int, learning: bool,
+              mtu: int | None, mac: str | None) -> None:
+        data = (u32(IFLA_VXLAN_ID, vni) + u32(IFLA_VXLAN_LINK, dev) + ipv4(IFLA_VXLAN_LOCAL, local)
+                + u8(IFLA_VXLAN_LEARNING, int(learning)) + be16(IFLA_VXLAN_PORT, port))
+        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac) + nest(
+            IFLA_LINKINFO, string(IFLA_INFO_KIND, "vxlan"), nest(IFLA_INFO_DATA, data))
+        self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def link_set(self, obj: Any, index: int, up: bool = True, mtu: int | None = None, master: int | None = None) -> None:
+        body = ifinfomsg(index=index, flags=IFF_UP if up else 0, change=IFF_UP) + link_attrs(None, mtu, None, master)
+        self._push(obj, RTM_NEWLINK, 0, body)
+
+    def hairpin(self, obj: Any, index: int) -> None:
+        """``bridge link set dev X hairpin on``: frames may leave by the port they came in on."""
+        body = ifinfomsg(index=index) + nest(IFLA_LINKINFO, string(IFLA_INFO_SLAVE_KIND, "bridge"),
+                                             nest(IFLA_INFO_SLAVE_DATA, u8(IFLA_BRPORT_MODE, 1)))
+        self._push(obj, RTM_NEWLINK, 0, body)
+
+    # -- addresses, neighbours, routes --------------------------------------------------------------
     def addr(self, obj: Any, dev: str, cidr: str) -> None:
         iface = IPv4Interface(cidr)
-        m = ifaddrmsg()
-        m["family"] = socket.AF_INET
-        m["prefixlen"] = iface.network.prefixlen
-        m["index"] = self.link.index(dev)
-        m["attrs"] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
+        body = ifaddrmsg(iface.network.prefixlen, self.link.index(dev)) + ipv4(IFA_LOCAL, str(iface.ip)) + ipv4(
+            IFA_ADDRESS, str(iface.ip))
         if iface.network.prefixlen < 31:
-            m["attrs"].append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
-        self._push(obj, m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+            body += ipv4(IFA_BROADCAST, str(iface.network.broadcast_address))
+        self._push(obj, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def neigh(self, obj: Any, dev: str, dst: str, lladdr: str) -> None:
-        m = ndmsg()
-        m["family"] = socket.AF_INET
-        m["ifindex"] = self.link.index(dev)
-        m["state"] = NUD_PERMANENT
-        m["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", lladdr)]
-        # "ip neigh replace": create it, or overwrite whatever the kernel learned.
-        self._push(obj, m, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE)
+    def neigh(self, obj: Any, dev: str, dst: str, mac: str) -> None:
+        """``ip neigh replace DST lladdr MAC dev DEV nud permanent``."""
+        body = ndmsg(socket.AF_INET, self.link.index(dev), NUD_PERMANENT) + ipv4(NDA_DST, dst) + lladdr(NDA_LLADDR, mac)
+        self._push(obj, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body)
 
-    def fdb(self, obj: Any, dev: str, lladdr: str, dst: str) -> None:
-        m = ndmsg()
-        m["family"] = AF_BRIDGE
-        m["ifindex"] = self.link.index(dev)
-        m["state"] = NUD_PERMANENT | NUD_NOARP
-        m["flags"] = NTF_SELF
-        m["attrs"] = [("NDA_LLADDR", lladdr), ("NDA_DST", dst)]
-        # "bridge fdb append": VXLAN keeps a list of remote destinations per MAC.
-        self._push(obj, m, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND)
+    def fdb(self, obj: Any, dev: str, mac: str, dst: str) -> None:
+        """``bridge fdb append MAC dev DEV dst IP self permanent`` (VXLAN keeps a list per MAC)."""
+        body = ndmsg(AF_BRIDGE, self.link.index(dev), NUD_PERMANENT | NUD_NOARP, NTF_SELF) + lladdr(
+            NDA_LLADDR, mac) + ipv4(NDA_DST, dst)
+        self._push(obj, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND, body)
 
     def route(self, obj: Any, dst: str, via: str | None, dev: str | None, onlink: bool,
               scope: str | None, rtype: str, proto: str, src: str | None) -> None:
         net = IPv4Network("0.0.0.0/0" if dst == "default" else dst)
-        m = rtmsg()
-        m["family"] = socket.AF_INET
-        m["dst_len"] = net.prefixlen
-        m["table"] = RT_TABLE_MAIN
-        m["proto"] = PROTOS[proto]
-        m["type"] = RTYPES[rtype]
-        if scope is None:
+        if scope is None:  # what `ip route add` picks: link scope for a gatewayless unicast route
             scope = "link" if (via is None and rtype == "unicast") else "universe"
-        m["scope"] = SCOPES[scope]
-        m["flags"] = RTNH_F_ONLINK if onlink else 0
-        attrs: list = [("RTA_TABLE", RT_TABLE_MAIN)]
+        body = rtmsg(net.prefixlen, RT_TABLE_MAIN, PROTOS[proto], SCOPES[scope], RTYPES[rtype],
+                     RTNH_F_ONLINK if onlink else 0) + u32(RTA_TABLE, RT_TABLE_MAIN)
         if net.prefixlen:
-            attrs.append(("RTA_DST", str(net.network_address)))
+            body += ipv4(RTA_DST, str(net.network_address))
         if via:
-            attrs.append(("RTA_GATEWAY", via))
+            body += ipv4(RTA_GATEWAY, via)
         if dev:
-            attrs.append(("RTA_OIF", self.link.index(dev)))
+            body += u32(RTA_OIF, self.link.index(dev))
         if src:
-            attrs.append(("RTA_PREFSRC", src))
-        m["attrs"] = attrs
-        self._push(obj, m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
+            body += ipv4(RTA_PREFSRC, src)
+        self._push(obj, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
 
+    # -- sending --------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._objs)
+
+    def messages(self) -> list[bytes]:
+        return list(self._msgs)
 
     def send(self, chunk_bytes: int = 128 << 10) -> list[tuple[Any, int]]:
         """Send everything; return ``(obj, errno)`` for each request the kernel refused.
@@ -168,18 +212,20 @@ class Batch:
         socket's receive buffer never overflows however large the batch is.
         """
         failures: list[tuple[Any, int]] = []
-        i = 0
-        n = len(self._msgs)
-        while i < n:
-            j, size = i, 0
-            while j < n and (j == i or size + len(self._msgs[j]) <= chunk_bytes):
-                size += len(self._msgs[j])
-                j += 1
-            self.link.raw.send(b"".join(self._msgs[i:j]))
-            failures += self._read_acks(j - i)
-            i = j
-        self._msgs = []
-        self._objs = []
+        try:
+            i, n = 0, len(self._msgs)
+            while i < n:
+                j, size = i, 0
+                while j < n and (j == i or size + len(self._msgs[j]) <= chunk_bytes):
+                    size += len(self._msgs[j])
+                    j += 1
+                self.link.raw.send(b"".join(self._msgs[i:j]))
+                failures += self._read_acks(j - i)
+                i = j
+        finally:
+            for fd in self._fds:
+                os.close(fd)
+            self._msgs, self._objs, self._fds = [], [], []
         return failures
 
     def _read_acks(self, count: int) -> list[tuple[Any, int]]:
@@ -195,9 +241,7 @@ class Batch:
                     acked += 1
                     if err and 0 < seq <= len(self._objs):
                         failures.append((self._objs[seq - 1], err))
+                elif mtype == NLMSG_DONE:
+                    acked += 1
                 off += max((length + 3) & ~3, 16)
         return failures
-
-
-def strerror(err: int) -> str:
-    return os.strerror(err)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 
-from pyroute2 import IPRoute
-
 from ..state import State
 from . import netns, procs
+from .nl import NsLink
 
 
 @dataclass
@@ -30,13 +29,8 @@ class TeardownReport:
 def read_marker(ns: str) -> str | None:
     """The ifalias of ``lo`` in ``ns`` (netlab's ownership marker), or None."""
     try:
-        with netns.entered(ns):
-            ipr = IPRoute()
-        try:
-            msgs = ipr.get_links(1)
-            return msgs[0].get("IFLA_IFALIAS") if msgs else None
-        finally:
-            ipr.close()
+        with NsLink(ns) as link:
+            return link.ifalias(1)
     except OSError:
         return None
 
@@ -48,14 +42,20 @@ def teardown(state: State) -> TeardownReport:
         for d in state.daemons:
             if procs.stop(d.pid, d.start_time):
                 report.daemons.append(f"{d.name}@{d.ns} pid {d.pid}")
+        # Prove ownership of every namespace first, then delete: the kernel frees a namespace
+        # asynchronously (under the rtnl lock), so reading markers between deletions would wait
+        # for each cleanup in turn.
+        ours = []
         for ns in state.namespaces:
             if not netns.exists(ns):
                 continue
             if read_marker(ns) == state.marker:
-                netns.delete(ns)
-                report.namespaces.append(ns)
+                ours.append(ns)
             else:
                 report.skipped.append(ns)
+        for ns in ours:
+            netns.delete(ns)
+            report.namespaces.append(ns)
         state.remove_dir()
         return report
     finally:
