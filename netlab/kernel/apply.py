@@ -48,6 +48,7 @@ class Applier:
         self.links: dict[str, NsLink] = {}
         self._rules_pending: list[Ruleset] = []
         self._rules_running: list[tuple[Ruleset, subprocess.Popen]] = []
+        self._rules_by_ns = {r.ns: r for r in plan.of(Ruleset)}
 
     # -- namespaces ---------------------------------------------------------------------------
     def namespaces(self) -> None:
@@ -70,6 +71,9 @@ class Applier:
                 raise NetlabError(f"namespace {n.name} already exists and is not this lab's",
                                   "remove it, or choose another instance name with --name") from None
             self.links[n.name] = holder["link"]
+            if n.name in self._rules_by_ns:
+                self._rules_pending.append(self._rules_by_ns[n.name])
+                self._pump_rulesets()
 
     # -- batches -----------------------------------------------------------------------------------
     def _send(self, batches: dict[str, Batch]) -> None:
@@ -182,13 +186,10 @@ class Applier:
                         raise _fail(s, e.errno or errno.EIO) from None
 
     # -- iptables: started early, run beside the netlink work ---------------------------------------
-    def start_rulesets(self, objs: list[Ruleset]) -> None:
-        """``iptables-restore --noflush`` per namespace. Rules name interfaces by string, so they
-        can load before the links exist: the processes run on the other core while this thread
-        does the netlink work, a few at a time (each is a fork+exec)."""
-        self._rules_pending = list(objs)
-        self._pump_rulesets()
-
+    # ``iptables-restore --noflush`` per namespace, queued as soon as its namespace exists. Rules
+    # name interfaces by string, so they can load before the links exist: the processes run on
+    # another core while this thread does the netlink work, a few at a time. They are started
+    # through ``nsenter`` rather than a preexec setns so that Python can spawn them with vfork.
     def _pump_rulesets(self, parallel: int = 6, block: bool = False) -> None:
         while True:
             still = []
@@ -204,8 +205,9 @@ class Applier:
             self._rules_running = still
             while self._rules_pending and len(self._rules_running) < parallel:
                 rs = self._rules_pending.pop(0)
-                p = procs.popen(rs.ns, ["iptables-restore", "--noflush"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                p = subprocess.Popen(["nsenter", f"--net={netns.path(rs.ns)}", "iptables-restore", "--noflush"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
                 p.stdin.write(rs.restore_text())
                 p.stdin.close()
                 self._rules_running.append((rs, p))
@@ -260,10 +262,6 @@ class Applier:
         try:
             self.progress(f"namespaces: {len(self.plan.namespaces)}")
             self.namespaces()
-            rulesets = self.plan.of(Ruleset)
-            if rulesets:
-                self.progress(f"iptables rulesets: {len(rulesets)} (in the background)")
-                self.start_rulesets(rulesets)
             self.progress(f"links: {len(self.plan.links())}")
             self.links_phase()
             self._pump_rulesets()
@@ -272,6 +270,8 @@ class Applier:
             entries = self.plan.of(Neigh) + self.plan.of(Fdb) + self.plan.of(Route)
             self.progress(f"neighbours, fdb entries and routes: {len(entries)}")
             self.entries(entries)
+            if self._rules_by_ns:
+                self.progress(f"iptables rulesets: {len(self._rules_by_ns)} (loading since their namespaces appeared)")
             self._pump_rulesets(block=True)
             self.files(self.plan.of(File))
             daemons = self.plan.of(Daemon)

@@ -116,7 +116,10 @@ class Batch:
     _fds: list = field(default_factory=list)
 
     def _push(self, obj: Any, mtype: int, flags: int, body: bytes) -> None:
-        self._msgs.append(header(mtype, NLM_F_REQUEST | NLM_F_ACK | flags, len(self._objs) + 1, body))
+        # No NLM_F_ACK: the kernel reports failures anyway, and success needs no answer. Only the
+        # last message of each datagram asks for an ACK, which tells us the kernel is done with
+        # all the messages before it (it processes them in order).
+        self._msgs.append(header(mtype, NLM_F_REQUEST | flags, len(self._objs) + 1, body))
         self._objs.append(obj)
 
     # -- links ------------------------------------------------------------------------------------
@@ -182,13 +185,14 @@ class Batch:
 
     def route(self, obj: Any, dst: str, via: str | None, dev: str | None, onlink: bool,
               scope: str | None, rtype: str, proto: str, src: str | None) -> None:
-        net = IPv4Network("0.0.0.0/0" if dst == "default" else dst)
+        addr, _, plen = ("0.0.0.0/0" if dst == "default" else dst).partition("/")
+        prefixlen = int(plen or 32)
         if scope is None:  # what `ip route add` picks: link scope for a gatewayless unicast route
             scope = "link" if (via is None and rtype == "unicast") else "universe"
-        body = rtmsg(net.prefixlen, RT_TABLE_MAIN, PROTOS[proto], SCOPES[scope], RTYPES[rtype],
+        body = rtmsg(prefixlen, RT_TABLE_MAIN, PROTOS[proto], SCOPES[scope], RTYPES[rtype],
                      RTNH_F_ONLINK if onlink else 0) + u32(RTA_TABLE, RT_TABLE_MAIN)
-        if net.prefixlen:
-            body += ipv4(RTA_DST, str(net.network_address))
+        if prefixlen:
+            body += ipv4(RTA_DST, addr)
         if via:
             body += ipv4(RTA_GATEWAY, via)
         if dev:
@@ -219,8 +223,10 @@ class Batch:
                 while j < n and (j == i or size + len(self._msgs[j]) <= chunk_bytes):
                     size += len(self._msgs[j])
                     j += 1
-                self.link.raw.send(b"".join(self._msgs[i:j]))
-                failures += self._read_acks(j - i)
+                last = bytearray(self._msgs[j - 1])
+                struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | NLM_F_ACK)
+                self.link.raw.send(b"".join(self._msgs[i:j - 1]) + bytes(last))
+                failures += self._read_acks(j)
                 i = j
         finally:
             for fd in self._fds:
@@ -228,20 +234,20 @@ class Batch:
             self._msgs, self._objs, self._fds = [], [], []
         return failures
 
-    def _read_acks(self, count: int) -> list[tuple[Any, int]]:
-        acked = 0
+    def _read_acks(self, last_seq: int) -> list[tuple[Any, int]]:
+        """Collect error reports until the answer to message ``last_seq`` arrives."""
         failures: list[tuple[Any, int]] = []
-        while acked < count:
+        while True:
             chunk = self.link.raw.recv(1 << 20)
             off = 0
+            done = False
             while off + 16 <= len(chunk):
                 length, mtype, _flags, seq, _pid = struct.unpack_from("=IHHII", chunk, off)
                 if mtype == NLMSG_ERROR:
                     err = -struct.unpack_from("=i", chunk, off + 16)[0]
-                    acked += 1
                     if err and 0 < seq <= len(self._objs):
                         failures.append((self._objs[seq - 1], err))
-                elif mtype == NLMSG_DONE:
-                    acked += 1
+                    done = done or seq == last_seq
                 off += max((length + 3) & ~3, 16)
-        return failures
+            if done:
+                return failures

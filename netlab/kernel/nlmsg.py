@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from ipaddress import IPv4Address
 
 # message types
 RTM_NEWLINK, RTM_GETLINK = 16, 18
@@ -70,7 +69,7 @@ def string(kind: int, s: str) -> bytes:
 
 
 def ipv4(kind: int, ip: str) -> bytes:
-    return attr(kind, IPv4Address(ip).packed)
+    return attr(kind, socket.inet_aton(ip))
 
 
 def lladdr(kind: int, mac: str) -> bytes:
