@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import model
 from .datapaths import Datapath, get
-from .errors import NetlabError
+from .errors import ApplyError, NetlabError
 from .kernel import probe, procs
 from .kernel.apply import apply
 from .kernel.teardown import TeardownReport, teardown
@@ -91,6 +91,13 @@ def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] |
         apply(plan, state, progress)
         state.complete = True
         state.save()
+    except ApplyError as e:
+        teardown(state)
+        lesson = dp.explain_refusal(lab, e.obj, e.errno)
+        if lesson:
+            why, fix = lesson
+            raise ApplyError(f"{e.what} {why}", f"the lab was rolled back; {fix}", e.obj, e.errno) from None
+        raise
     except BaseException:
         teardown(state)
         raise

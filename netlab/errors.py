@@ -34,6 +34,14 @@ class KernelFeatureError(NetlabError):
 
 
 class ApplyError(NetlabError):
-    """The kernel refused part of the plan; the lab was rolled back."""
+    """The kernel refused part of the plan; the lab was rolled back.
+
+    ``obj`` is the plan object the kernel refused and ``errno`` its answer, so that a datapath
+    can explain a refusal that is the point of a lab (host-gw across racks)."""
 
     exit_code = 4
+
+    def __init__(self, what: str, fix: str = "", obj: object = None, errno: int | None = None) -> None:
+        super().__init__(what, fix)
+        self.obj = obj
+        self.errno = errno

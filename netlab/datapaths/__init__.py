@@ -35,6 +35,8 @@ class Datapath:
     tools: tuple[str, ...] = ("iptables-restore",)  # binaries on PATH
     validate: Callable[[Any], None] = lambda lab: None
     next_steps: Callable[[Any, Any], str] = lambda lab, plan: ""  # what to try after `up`
+    # (lab, refused plan object, errno) -> (why, fix), when a refusal is the lesson of the lab
+    explain_refusal: Callable[[Any, Any, int | None], tuple[str, str] | None] = lambda lab, obj, err: None
     picture: str = ""
 
 

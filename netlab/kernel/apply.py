@@ -36,8 +36,9 @@ Progress = Callable[[str], None]
 
 def _fail(obj, err: BaseException | int) -> ApplyError:
     text = os.strerror(err) if isinstance(err, int) else str(getattr(err, "args", [err])[-1] if getattr(err, "args", None) else err)
+    code = err if isinstance(err, int) else getattr(err, "errno", None)
     return ApplyError(f"the kernel refused `{describe(obj)}`: {text}",
-                      "the lab was rolled back; check the lab file, or report this as a netlab bug")
+                      "the lab was rolled back; check the lab file, or report this as a netlab bug", obj=obj, errno=code)
 
 
 class Applier:
