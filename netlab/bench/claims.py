@@ -146,7 +146,7 @@ def verdict(claim: Claim | None, measured: Ratio | None, ctx: Context, ref_ratio
             why = ("CPU-bound veth path: the baseline pays the same veth/bridge hops per packet, "
                    "so the extra work is a small share")
     else:
-        gap = (hi - measured.value) / hi if hi else 0.0
+        gap = (lo - measured.value) / lo if lo else 1.0  # how far below the claim's lower edge
         if ctx.test != "udp-pps" and loss and gap <= loss + 0.02:
             why = f"MTU: {mtu} gives MSS {ctx.mss} vs {ctx.base_mss}, {loss:.1%} less payload per packet"
         elif ctx.test == "udp-pps":

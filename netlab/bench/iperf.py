@@ -42,6 +42,8 @@ class Endpoint:
 class Test:
     """One iperf3 test: its id in tables and JSON, the extra client arguments, and its unit."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     id: str
     label: str
     args: tuple[str, ...]
