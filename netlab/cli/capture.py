@@ -1,0 +1,47 @@
+"""``netlab capture <lab> <host>:<iface> …``: live decode, or pcap/pcapng (see :mod:`netlab.trace.capture`)."""
+
+from __future__ import annotations
+
+import click
+
+from .. import api
+from ..kernel.probe import require_root
+
+
+@click.command("capture")
+@click.argument("lab")
+@click.argument("targets", nargs=-1)
+@click.option("-w", "--write", "write", metavar="FILE",
+              help="Write packets to FILE: pcap for one interface, pcapng (interfaces named host:iface) for several or for *.pcapng.")
+@click.option("-c", "--count", type=click.IntRange(1), help="Stop after N packets.")
+@click.option("--filter", "expr", default="", metavar="BPF", help="tcpdump filter expression, e.g. 'udp port 8472 or icmp'.")
+@click.option("--decode", "decode_live", is_flag=True, help="Print decoded packets even while writing a file.")
+@click.option("--all-hops", is_flag=True, help="Every planned interface of every namespace of the lab.")
+@click.option("--split", is_flag=True, help="With -w: one pcap per interface (<stem>.<host>.<iface>.pcap) instead of one pcapng.")
+@click.option("--duration", type=click.FloatRange(0.01), help="Stop after this many seconds.")
+def command(lab: str, targets: tuple[str, ...], write: str | None, count: int | None, expr: str, decode_live: bool,
+            all_hops: bool, split: bool, duration: float | None) -> None:
+    """Capture TARGETS (host:iface, or host for all its interfaces) of LAB until Ctrl-C, -c N or --duration.
+
+    Examples: netlab capture vxlan node1:eth0 --filter 'udp port 8472';
+    netlab capture flannel-udp node1:flannel0 -w tun.pcap;  netlab capture vxlan --all-hops -w all.pcapng -c 50
+    """
+    require_root()
+    from ..trace import capture
+
+    if split and not write:
+        raise click.UsageError("--split needs -w FILE")
+    handle = api.attach(lab)
+    tgts = capture.parse_targets(handle.plan, list(targets), all_hops)
+
+    def ready(ifs, missing) -> None:
+        names = ", ".join(i.where for i in ifs)
+        if missing:
+            click.echo(f"netlab: no such interface: {', '.join(missing)} (skipped)", err=True)
+        dest = f" -> {write}" if write else ""
+        click.echo(f"capturing on {names}{dest} (Ctrl-C to stop)", err=True)
+
+    stats = capture.run(handle.plan, tgts, write=write, count=count, expr=expr, decode_live=decode_live, split=split,
+                        duration=duration, out=click.echo, ready=ready)
+    files = f", written to {', '.join(stats.files)}" if stats.files else ""
+    click.echo(f"{stats.packets} packets{files}", err=True)

@@ -1,0 +1,41 @@
+"""``netlab trace <lab> <src> <dst>``: one probe, every hop decoded (see :mod:`netlab.trace`)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .. import api
+from ..kernel.probe import require_root
+
+# scapy takes half a second to import: only this verb pays for it, inside the command.
+PROTOS = ("icmp", "tcp", "udp")
+
+
+@click.command("trace")
+@click.argument("lab")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--proto", type=click.Choice(PROTOS), default="icmp", show_default=True, help="Probe protocol.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Destination port (tcp, udp).")
+@click.option("--size", type=click.IntRange(0, 65000), help="Payload bytes after the ICMP/UDP/TCP header (as ping -s; default 56, tcp 0).")
+@click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
+              help="Seconds to wait for the probe's answer.")
+@click.option("--json", "as_json", is_flag=True, help="The hop list as JSON on stdout.")
+def command(lab: str, src: str, dst: str, proto: str, port: int | None, size: int | None, timeout: float,
+            as_json: bool) -> None:
+    """Send one probe from SRC to DST (a pod, node or address) in LAB and show it at every hop:
+    namespace, interface, direction, decoded headers, and what each hop changed. If it stops, say
+    where, what the plan expected next, and what the kernel counted."""
+    require_root()
+    from ..trace import engine, render
+
+    handle = api.attach(lab)
+    result = engine.run(handle.plan, src, dst, proto=proto, port=port, size=size, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(render.text(result))
+    if not result.complete:
+        raise SystemExit(1)

@@ -1,0 +1,164 @@
+"""``netlab capture``: chosen interfaces of a lab, decoded live or written to pcap/pcapng.
+
+Targets are ``host:iface`` (``node1:eth0``, ``node1-pod1:eth0``, ``switch:br0``), ``host`` (all
+of that namespace's interfaces) or, with ``--all-hops``, every interface of every namespace of the
+lab. The user's filter is a tcpdump expression; it is compiled for Ethernet and for raw IP and
+the kernel picks per device (:mod:`.bpf`), so ``udp port 8285`` works on eth0 and ``icmp`` on
+flannel0 in the same capture.
+
+Output:
+
+- no ``-w``: one decoded line per packet (time, host:iface, tx/rx, layer stack);
+- ``-w file.pcap`` with one interface: classic pcap with that device's link type (raw IP for a
+  TUN device);
+- ``-w file.pcapng``, or several interfaces: one pcapng, interfaces named ``host:iface``;
+- ``--split``: one classic pcap per interface, named ``<file stem>.<host>.<iface>.pcap``.
+
+Stops after ``-c N`` packets, after ``--duration`` seconds, or on Ctrl-C; every file is flushed per
+packet and closed, sockets are closed, nothing else is written or changed. Frames longer than
+their device's MTU are GSO super-frames (veth and bridges pass 64 KB TCP segments unsplit; they
+are segmented later, if ever): live output marks them and pcapng carries a packet comment.
+Offload settings are not touched.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from ..errors import NetlabError
+from ..plan import Plan
+from . import bpf
+from .decode import decode
+from .path import interfaces as plan_interfaces
+from .path import vxlan_ports
+from .pcap import PcapngWriter, PcapWriter, linktype
+from .sniff import Frame, Interface, Sniffer
+
+
+@dataclass
+class Target:
+    ns: str
+    host: str
+    ifaces: list[str] | None  # None: every interface of the namespace
+
+
+def parse_targets(plan: Plan, specs: list[str], all_hops: bool) -> list[Target]:
+    """``host:iface`` / ``host`` / ``--all-hops`` -> namespaces and interface names."""
+    by_ns: dict[str, Target] = {}
+    if all_hops:
+        planned = plan_interfaces(plan)
+        for n in plan.namespaces:
+            names = sorted({name for (ns, name) in planned if ns == n.name})
+            if names:
+                by_ns[n.name] = Target(n.name, n.host, names)
+    for spec in specs:
+        host, _, iface = spec.partition(":")
+        try:
+            n = plan.host(host)
+        except KeyError:
+            hosts = ", ".join(x.host for x in plan.namespaces)
+            raise NetlabError(f"lab '{plan.lab}' has no host '{host}' (in '{spec}')",
+                              f"write <host>:<iface> with a host from: {hosts}") from None
+        t = by_ns.setdefault(n.name, Target(n.name, n.host, []))
+        if not iface:
+            t.ifaces = None
+        elif t.ifaces is not None and iface not in t.ifaces:
+            t.ifaces.append(iface)
+    if not by_ns:
+        raise NetlabError("nothing to capture", "name interfaces as <host>:<iface> (e.g. node1:eth0), or use --all-hops")
+    return list(by_ns.values())
+
+
+@dataclass
+class CaptureStats:
+    packets: int = 0
+    files: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    stopped_by: str = ""
+
+
+def _gso_note(f: Frame) -> str | None:
+    if f.mtu and f.wirelen > f.mtu + (14 if f.ethernet else 0):
+        return f"GSO super-frame: {f.wirelen} bytes on a {f.mtu}-byte MTU device, segmented later"
+    return None
+
+
+def line(f: Frame, vports: set[int]) -> str:
+    t = datetime.fromtimestamp(f.ts_ns // 1_000_000_000).strftime("%H:%M:%S") + f".{f.ts_ns % 1_000_000_000 // 1000:06d}"
+    d = decode(f.data, f.ethernet, vports)
+    gso = _gso_note(f)
+    return (f"{t} {f.where} {'tx' if f.direction == 'out' else 'rx'} {f.wirelen} B  {d.text}"
+            + (f"  [+{d.payload} B]" if d.payload else "") + (f"  !{gso}" if gso else ""))
+
+
+def run(plan: Plan, targets: list[Target], write: str | None = None, count: int | None = None,
+        expr: str = "", decode_live: bool = False, split: bool = False, duration: float | None = None,
+        out: Callable[[str], None] = print, ready: Callable[[list[Interface], list[str]], None] | None = None) -> CaptureStats:
+    stats = CaptureStats()
+    vports = vxlan_ports(plan)
+    program = bpf.for_expr(expr)
+    with ExitStack() as stack:
+        sniffer = stack.enter_context(Sniffer({t.ns: (t.host, t.ifaces) for t in targets}, program=program))
+        ifs = sniffer.interfaces()
+        stats.missing = sniffer.missing
+        if not ifs:
+            raise NetlabError(f"none of the interfaces exist: {', '.join(sniffer.missing)}",
+                              "check the names with: netlab exec <lab> <host> -- ip link")
+        stats.interfaces = [i.where for i in ifs]
+        by_key = {(i.ns, i.ifindex): i for i in ifs}
+        classic: dict[tuple[str, int], PcapWriter] = {}
+        ng: PcapngWriter | None = None
+        if write:
+            path = Path(write)
+            if split:
+                for i in ifs:
+                    p = path.with_name(f"{path.stem}.{i.host}.{i.name}.pcap")
+                    classic[(i.ns, i.ifindex)] = PcapWriter(stack.enter_context(open(p, "wb")), linktype(i.hatype))
+                    stats.files.append(str(p))
+            elif len(ifs) == 1 and path.suffix != ".pcapng":
+                i = ifs[0]
+                classic[(i.ns, i.ifindex)] = PcapWriter(stack.enter_context(open(path, "wb")), linktype(i.hatype))
+                stats.files.append(str(path))
+            else:
+                ng = PcapngWriter(stack.enter_context(open(path, "wb")))
+                for i in ifs:
+                    ng.add_interface((i.ns, i.ifindex), i.where, linktype(i.hatype), f"netns {i.ns}")
+                stats.files.append(str(path))
+        if ready is not None:
+            ready(ifs, stats.missing)
+        deadline = None if duration is None else time.monotonic() + duration
+        # SIGTERM ends a capture as cleanly as Ctrl-C does.
+        old_term = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while count is None or stats.packets < count:
+                wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+                if deadline is not None and wait <= 0:
+                    stats.stopped_by = "duration"
+                    break
+                for f in sniffer.poll_once(wait):
+                    key = (f.ns, f.ifindex)
+                    if key not in by_key and ng is not None:  # e.g. lo of a whole-namespace capture
+                        ng.add_interface(key, f.where, linktype(f.hatype), f"netns {f.ns}")
+                    if key in classic:
+                        classic[key].write(f.ts_ns, f.data, f.wirelen)
+                    elif ng is not None:
+                        ng.write(key, f.ts_ns, f.data, f.wirelen, f.direction, _gso_note(f))
+                    if not write or decode_live:
+                        out(line(f, vports))
+                    stats.packets += 1
+                    if count is not None and stats.packets >= count:
+                        break
+            else:
+                stats.stopped_by = "count"
+        except KeyboardInterrupt:
+            stats.stopped_by = "interrupt"
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+    return stats

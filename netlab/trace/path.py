@@ -1,0 +1,297 @@
+"""What the plan says about a packet's way through a lab: endpoints, namespaces, links, next steps.
+
+Nothing here knows a lab by name. A datapath only ever produces a :class:`~netlab.plan.Plan`, so
+everything a trace needs is read from plan objects:
+
+- **endpoints**: a host name (``node1-pod1``, ``node2``) or an address, looked up in the plan's
+  :class:`~netlab.plan.Addr` objects;
+- **namespaces on the path**: the source, its node, every switch and router of the underlay, the
+  destination node and the destination (and, when the destination is a node, that node's pods:
+  a DNAT rule on the node may hand the packet to one of them, as Docker's published ports do);
+- **interfaces** in those namespaces: every planned link (veth ends, bridges, VXLAN and TUN
+  devices), so the capture covers the pod's eth0, the host veth or cali*, the bridge, the VTEP or
+  TUN, the node's eth0, the switch and router ports;
+- **the next step** after a hop (:func:`expected_next`): a veth transmits into its peer; a bridge
+  port hands the frame to its bridge; a VXLAN device sends UDP out of its underlay device to the
+  FDB's destination; a TUN device hands the packet to the namespace's daemon; anything else is a
+  route lookup, done here over the plan's routes and connected subnets (longest prefix) and, for
+  the kernel's own answer, by ``ip route get`` in :mod:`.evidence`.
+
+Routes a daemon installs (BIRD in the Calico labs) are not in the plan; the plan lookup then says
+so, and the kernel's answer is what counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
+
+from ..errors import NetlabError
+from ..plan import Addr, Bridge, Daemon, Fdb, Ipip, Netns, Plan, Route, Tun, Veth, Vxlan
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    spec: str  # what the user typed
+    addr: str  # the IPv4 address the probe uses
+    ns: Netns | None  # the namespace holding it (None: outside the lab)
+
+
+@dataclass(frozen=True)
+class Iface:
+    """A planned interface: the namespace, its name, and what kind of link it is."""
+
+    ns: str
+    name: str
+    kind: str  # veth, bridge, vxlan, tun, ipip
+    obj: object = field(compare=False, hash=False, default=None)
+    peer: tuple[str, str] | None = None  # (ns, name) of a veth's other end
+    master: str | None = None  # the bridge a veth end is a port of
+
+
+def interfaces(plan: Plan) -> dict[tuple[str, str], Iface]:
+    out: dict[tuple[str, str], Iface] = {}
+    for o in plan.links():
+        if isinstance(o, Veth):
+            for end, other in ((o.a, o.b), (o.b, o.a)):
+                out[(end.ns, end.name)] = Iface(end.ns, end.name, "veth", end, (other.ns, other.name), end.master)
+        elif isinstance(o, Bridge):
+            out[(o.ns, o.name)] = Iface(o.ns, o.name, "bridge", o)
+        elif isinstance(o, Vxlan):
+            out[(o.ns, o.name)] = Iface(o.ns, o.name, "vxlan", o)
+        elif isinstance(o, Tun):
+            out[(o.ns, o.name)] = Iface(o.ns, o.name, "tun", o)
+        elif isinstance(o, Ipip):
+            out[(o.ns, o.name)] = Iface(o.ns, o.name, "ipip", o)
+    return out
+
+
+def _ip_of(plan: Plan, ns: str) -> str | None:
+    """The address a host is known by: eth0's, else the first planned one."""
+    addrs = [a for a in plan.of(Addr) if a.ns == ns]
+    for a in addrs:
+        if a.dev == "eth0":
+            return str(a.interface.ip)
+    return str(addrs[0].interface.ip) if addrs else None
+
+
+def owners(plan: Plan, addr: str) -> list[Netns]:
+    want = ip_address(addr)
+    names = {a.ns for a in plan.of(Addr) if a.interface.ip == want}
+    return [n for n in plan.namespaces if n.name in names]
+
+
+def resolve(plan: Plan, spec: str, role: str) -> Endpoint:
+    """``spec`` is a host name (node1, node1-pod1, router, the full namespace name) or an IPv4 address."""
+    try:
+        ip = IPv4Address(spec)
+    except ValueError:
+        ip = None
+    if ip is None:
+        try:
+            ns = plan.host(spec)
+        except KeyError:
+            hosts = ", ".join(n.host for n in plan.namespaces)
+            raise NetlabError(f"lab '{plan.lab}' has no node or pod '{spec}' (the {role})",
+                              f"use one of: {hosts}, or an address") from None
+        addr = _ip_of(plan, ns.name)
+        if addr is None:
+            raise NetlabError(f"{spec} has no IP address in lab '{plan.lab}' (it is a {ns.role})",
+                              "trace between hosts that have addresses: pods, nodes, the router")
+        return Endpoint(spec, addr, ns)
+    found = owners(plan, str(ip))
+    if len(found) > 1:
+        if role == "source":
+            raise NetlabError(f"{ip} belongs to several hosts: {', '.join(n.host for n in found)}",
+                              "name the source host instead of its address")
+        return Endpoint(spec, str(ip), None)  # every owner is captured (path_namespaces)
+    return Endpoint(spec, str(ip), found[0] if found else None)
+
+
+def node_of(plan: Plan, ns: Netns) -> Netns | None:
+    if ns.role == "node":
+        return ns
+    if ns.node:
+        try:
+            return plan.host(ns.node)
+        except KeyError:
+            return None
+    return None
+
+
+def path_namespaces(plan: Plan, src: Endpoint, dst: Endpoint) -> list[Netns]:
+    """The namespaces a packet from ``src`` to ``dst`` (and its reply) may cross, in path order."""
+    chosen: list[Netns] = []
+
+    def add(n: Netns | None) -> None:
+        if n is not None and n not in chosen:
+            chosen.append(n)
+
+    add(src.ns)
+    if src.ns is not None:
+        add(node_of(plan, src.ns))
+    for n in plan.namespaces:
+        if n.role == "switch":
+            add(n)
+    for n in plan.namespaces:
+        if n.role == "router":
+            add(n)
+    targets = [dst.ns] if dst.ns is not None else owners(plan, dst.addr)
+    for t in targets:
+        node = node_of(plan, t)
+        add(node)
+        add(t)
+        if t.role == "node":
+            # a DNAT on the node may deliver to any of its pods (Docker's published ports)
+            for n in plan.namespaces:
+                if n.role == "pod" and n.node == t.host:
+                    add(n)
+    return chosen
+
+
+# ---- routing over the plan ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlanRoute:
+    dst: IPv4Network
+    dev: str | None
+    via: str | None
+    type: str
+    text: str
+
+
+def plan_routes(plan: Plan, ns: str) -> list[PlanRoute]:
+    """The namespace's routes as the plan has them: its Route objects plus the connected subnet of
+    each address (what the kernel adds as ``proto kernel scope link``)."""
+    out = []
+    for a in plan.of(Addr):
+        if a.ns == ns:
+            net = a.interface.network
+            if net.prefixlen < 32:
+                out.append(PlanRoute(net, a.dev, None, "unicast", f"{net} dev {a.dev} proto kernel scope link"))
+    for r in plan.of(Route):
+        if r.ns == ns:
+            text = f"{r.dst}" + (f" via {r.via}" if r.via else "") + (f" dev {r.dev}" if r.dev else "")
+            if r.type != "unicast":
+                text = f"{r.type} {r.dst}"
+            out.append(PlanRoute(r.network, r.dev, r.via, r.type, text + (" onlink" if r.onlink else "")))
+    return out
+
+
+def local_addresses(plan: Plan, ns: str) -> set[str]:
+    return {str(a.interface.ip) for a in plan.of(Addr) if a.ns == ns}
+
+
+def lookup(plan: Plan, ns: str, dst: str) -> PlanRoute | None:
+    """Longest-prefix match over :func:`plan_routes` (None: the plan has no route for ``dst``)."""
+    ip = IPv4Address(dst)
+    best = None
+    for r in plan_routes(plan, ns):
+        if ip in r.dst and (best is None or r.dst.prefixlen > best.dst.prefixlen):
+            best = r
+    return best
+
+
+# ---- the next step after a hop -----------------------------------------------------------------
+
+@dataclass
+class Expectation:
+    """What the plan says should happen after the last hop: in words, and as (ns, iface, dir)."""
+
+    text: str
+    ns: str | None = None
+    iface: str | None = None
+    direction: str | None = None
+    kind: str = ""  # veth, bridge, vxlan, tun, route, local, unknown
+
+
+def underlay_dev(plan: Plan, ns: str) -> str | None:
+    for r in plan.of(Route):
+        if r.ns == ns and r.dst == "default" and r.dev:
+            return r.dev
+    return "eth0" if any(a.ns == ns and a.dev == "eth0" for a in plan.of(Addr)) else None
+
+
+def expected_next(plan: Plan, host_of: dict[str, str], ns: str, iface: str, direction: str,
+                  dst_ip: str | None, dst_mac: str | None = None, udp_dport: int | None = None,
+                  inner_dst_mac: str | None = None) -> Expectation:
+    """The step the plan expects after the packet was seen on ``ns:iface`` going ``direction``.
+
+    ``dst_ip``/``dst_mac`` are the packet's outermost destination addresses at that hop (for a
+    VXLAN device, the frame's destination MAC is what its FDB is looked up with).
+    """
+    ifs = interfaces(plan)
+    me = ifs.get((ns, iface))
+    where = lambda n, i: f"{host_of.get(n, n)}:{i}"  # noqa: E731
+    if direction == "out":
+        if me is not None and me.kind == "veth" and me.peer:
+            pns, pname = me.peer
+            return Expectation(f"arrive on {where(pns, pname)} (the other end of the veth pair)", pns, pname, "in", "veth")
+        if me is not None and me.kind == "vxlan":
+            vx: Vxlan = me.obj  # type: ignore[assignment]
+            fdb = [f for f in plan.of(Fdb) if f.ns == ns and f.dev == iface and (dst_mac is None or f.lladdr == dst_mac)]
+            if fdb:
+                return Expectation(f"leave {where(ns, vx.dev)} as VXLAN (UDP {vx.port}, vni {vx.vni}) to {fdb[0].dst}, "
+                                   f"by the FDB entry {fdb[0].lladdr} dst {fdb[0].dst}", ns, vx.dev, "out", "vxlan")
+            return Expectation(f"leave {where(ns, vx.dev)} as VXLAN (UDP {vx.port}) — but the plan has no FDB entry "
+                               f"on {iface} for MAC {dst_mac}", ns, vx.dev, "out", "vxlan")
+        if me is not None and me.kind == "tun":
+            daemons = [d.name for d in plan.of(Daemon) if d.ns == ns]
+            dev = underlay_dev(plan, ns)
+            who = f"the daemon {', '.join(daemons)}" if daemons else "the process holding the TUN"
+            return Expectation(f"{who} reads it from {iface} and sends it as UDP out of {where(ns, dev or '?')}",
+                               ns, dev, "out", "tun")
+        if me is not None and me.kind == "ipip":
+            dev = underlay_dev(plan, ns)
+            return Expectation(f"leave {where(ns, dev or '?')} as IP-in-IP (protocol 4) to the route's gateway",
+                               ns, dev, "out", "ipip")
+        if me is not None and me.kind == "bridge":
+            ports = [i.name for i in ifs.values() if i.ns == ns and i.master == iface]
+            return Expectation(f"leave through the bridge port that has MAC {dst_mac} ({', '.join(ports)})",
+                               ns, None, "out", "bridge")
+        return Expectation(f"leave {where(ns, iface)} (an interface the plan does not describe)", None, None, None, "unknown")
+    # direction == "in"
+    if me is not None and me.kind == "veth" and me.master:
+        br = me.master
+        ports = [i.name for i in ifs.values() if i.ns == ns and i.master == br and i.name != iface]
+        brobj = next((b for b in plan.of(Bridge) if b.ns == ns and b.name == br), None)
+        return Expectation(f"bridge {br} forwards the frame for {dst_mac}: up to {br} itself if that is its MAC"
+                           + (f" ({brobj.mac})" if brobj is not None and brobj.mac else "")
+                           + f", else out of another port ({', '.join(ports)})", ns, None, None, "bridge")
+    locals_ = local_addresses(plan, ns)
+    if dst_ip is not None and dst_ip in locals_:
+        vx = [v for v in plan.of(Vxlan) if v.ns == ns and udp_dport is not None and v.port == udp_dport]
+        if vx:
+            return Expectation(f"the VXLAN device {where(ns, vx[0].name)} decapsulates it (UDP {vx[0].port}, vni {vx[0].vni})",
+                               ns, vx[0].name, "in", "vxlan")
+        tuns = [t for t in plan.of(Tun) if t.ns == ns]
+        daemons = [d.name for d in plan.of(Daemon) if d.ns == ns]
+        if tuns and udp_dport is not None and daemons:
+            return Expectation(f"the daemon {', '.join(daemons)} receives UDP {udp_dport} and writes the inner packet "
+                               f"to {where(ns, tuns[0].name)}", ns, tuns[0].name, "out", "tun")
+        return Expectation(f"delivered to {host_of.get(ns, ns)} itself ({dst_ip} is its address): expect an answer",
+                           ns, None, None, "local")
+    if dst_ip is None:
+        return Expectation("unknown (the packet has no IP destination)", kind="unknown")
+    r = lookup(plan, ns, dst_ip)
+    if r is None:
+        return Expectation(f"route lookup for {dst_ip} in {host_of.get(ns, ns)}: the plan has no route "
+                           "(a daemon such as BIRD may install it)", ns, None, "out", "route")
+    if r.type != "unicast":
+        return Expectation(f"route lookup for {dst_ip}: the plan has '{r.text}', so the kernel drops it",
+                           ns, None, None, "route")
+    return Expectation(f"forwarded by the route '{r.text}': leave {where(ns, r.dev or '?')}"
+                       + (f" towards {r.via}" if r.via else ""), ns, r.dev, "out", "route")
+
+
+def is_bridge_port(plan_ifs: dict[tuple[str, str], Iface], ns: str, name: str) -> bool:
+    i = plan_ifs.get((ns, name))
+    return i is not None and i.master is not None
+
+
+def vxlan_ports(plan: Plan) -> set[int]:
+    return {v.port for v in plan.of(Vxlan)}
+
+
+def in_subnet(addr: str, cidr: str) -> bool:
+    return IPv4Address(addr) in IPv4Interface(cidr).network

@@ -1,0 +1,261 @@
+"""Capture in many namespaces at once, from one thread, with kernel filtering and timestamps.
+
+``setns(2)`` moves only the calling thread, and a socket stays in the namespace it was created in
+(DATAPATHS.md §7). So each namespace gets one ``AF_PACKET`` socket, created while this thread is
+briefly inside the namespace (:func:`netlab.kernel.netns.entered`), and from then on all sockets
+are read from the original namespace with one ``poll``. No helper process, no thread, and nothing
+to clean up but file descriptors; the root namespace is only ever read from.
+
+Why one socket per namespace rather than per interface: the kernel delivers a packet to the
+namespace's packet sockets in the order it processes it (port rx, then the bridge's rx, then the
+route's tx …), so one socket per namespace gives the exact order of hops inside a namespace, and
+the kernel timestamps (``SO_TIMESTAMPNS``) order the hops between namespaces: crossing a veth
+into another namespace always re-stamps the packet, later. Per-interface selection is done in the
+kernel by the BPF program (:func:`netlab.trace.bpf.only_ifindexes`).
+
+Each packet comes with the interface index, the direction (``PACKET_OUTGOING`` for transmit) and
+the device's hardware type, which says whether the bytes start with an Ethernet header or with a
+bare IP header (TUN).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..errors import NetlabError
+from ..kernel import netns
+from . import bpf
+
+ETH_P_ALL = 0x0003
+SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD; the control message carries a struct timespec
+SO_RCVBUF = socket.SO_RCVBUF
+SIOCGIFMTU = 0x8921
+SIOCGIFHWADDR = 0x8927
+PACKET_OUTGOING = 4
+PACKET_OTHERHOST = 3
+PKTTYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "outgoing"}
+
+
+@dataclass
+class Frame:
+    """One packet as one interface saw it."""
+
+    ns: str  # namespace name
+    host: str  # what a user types: node1, node1-pod1, switch
+    iface: str
+    ifindex: int
+    direction: str  # "in" or "out"
+    pkttype: int
+    hatype: int
+    ts_ns: int  # kernel timestamp, nanoseconds since the epoch (a float would keep only ~0.2 µs)
+    data: bytes
+    wirelen: int  # the length on the wire (data may be cut at the snap length)
+    mtu: int | None = None
+    seq: int = 0  # arrival order on its namespace's socket
+
+    @property
+    def ts(self) -> float:
+        return self.ts_ns / 1e9
+
+    @property
+    def ethernet(self) -> bool:
+        return self.hatype in bpf.ETHERNET_HATYPES
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.iface}"
+
+
+@dataclass
+class _NsSocket:
+    ns: str
+    host: str
+    sock: socket.socket
+    names: dict[int, str] = field(default_factory=dict)
+    mtus: dict[int, int] = field(default_factory=dict)
+    hatypes: dict[int, int] = field(default_factory=dict)
+    selected: list[int] = field(default_factory=list)  # the captured ifindexes
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A captured interface, known before any packet arrives (pcapng declares them up front)."""
+
+    ns: str
+    host: str
+    ifindex: int
+    name: str
+    hatype: int
+    mtu: int | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.name}"
+
+def _interfaces() -> dict[int, str]:
+    """ifindex -> name in the calling thread's namespace (if_nameindex asks netlink there)."""
+    return {i: n for i, n in socket.if_nameindex()}
+
+
+def _hatype(sock: socket.socket, name: str) -> int | None:
+    """The device's ARPHRD type (``sa_family`` of its hardware address), asked through the
+    socket, hence in the socket's namespace."""
+    try:
+        res = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("16sH14s8x", name.encode(), 0, b""))
+        return struct.unpack("16sH14s8x", res)[1]
+    except OSError:
+        return None
+
+
+def _mtu(sock: socket.socket, name: str) -> int | None:
+    try:
+        res = fcntl.ioctl(sock.fileno(), SIOCGIFMTU, struct.pack("16si12x", name.encode(), 0))
+        return struct.unpack("16si12x", res)[1]
+    except OSError:
+        return None
+
+
+class Sniffer:
+    """Packet sockets in several namespaces, read together.
+
+    ``targets`` maps namespace -> (host name, interface names or None for all of them). ``expr``
+    is a tcpdump expression (``""`` = everything) or a ready program via ``program``.
+    """
+
+    def __init__(self, targets: dict[str, tuple[str, list[str] | None]], expr: str = "",
+                 program: bpf.Program | None = None, rcvbuf: int = 4 << 20) -> None:
+        base = program if program is not None else bpf.for_expr(expr)
+        self.socks: list[_NsSocket] = []
+        self.missing: list[str] = []
+        try:
+            for ns, (host, ifaces) in targets.items():
+                self._open(ns, host, ifaces, base, rcvbuf)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, ns: str, host: str, ifaces: list[str] | None, base: bpf.Program, rcvbuf: int) -> None:
+        if not netns.exists(ns):
+            raise NetlabError(f"namespace {ns} does not exist", "is the lab up? see 'netlab status'")
+        with netns.entered(ns):
+            names = _interfaces()
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, rcvbuf)  # SO_RCVBUFFORCE: we are root
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUF, rcvbuf)
+            prog = base
+            wanted = [i for i, n in names.items() if n != "lo"]
+            if ifaces is not None:
+                by_name = {n: i for i, n in names.items()}
+                wanted = []
+                for name in ifaces:
+                    if name in by_name:
+                        wanted.append(by_name[name])
+                    else:
+                        self.missing.append(f"{host}:{name}")
+                if not wanted:
+                    sock.close()
+                    return
+                prog = bpf.only_ifindexes(wanted, base)
+            bpf.attach(sock, prog)
+            sock.setblocking(False)
+            # The socket was hooked to every device before the filter was attached: whatever it
+            # queued in between is unfiltered and older than anything we want.
+            while True:
+                try:
+                    sock.recv(65536)
+                except BlockingIOError:
+                    break
+        except BaseException:
+            sock.close()
+            raise
+        mtus = {i: m for i, n in names.items() if (m := _mtu(sock, n)) is not None}
+        hatypes = {i: h for i, n in names.items() if (h := _hatype(sock, n)) is not None}
+        self.socks.append(_NsSocket(ns, host, sock, names, mtus, hatypes, sorted(wanted)))
+
+    def interfaces(self) -> list[Interface]:
+        """The interfaces being captured, namespace by namespace."""
+        return [Interface(s.ns, s.host, i, s.names[i], s.hatypes.get(i, bpf.ARPHRD_ETHER), s.mtus.get(i))
+                for s in self.socks for i in s.selected]
+
+    def read(self, timeout: float) -> Iterator[Frame]:
+        """Packets that arrive within ``timeout`` seconds (stop early by leaving the loop)."""
+        poller = select.poll()
+        by_fd = {}
+        for s in self.socks:
+            poller.register(s.sock.fileno(), select.POLLIN)
+            by_fd[s.sock.fileno()] = s
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for fd, _ in poller.poll(max(1, int(left * 1000))):
+                yield from self._drain(by_fd[fd])
+
+    def poll_once(self, timeout: float) -> list[Frame]:
+        """Whatever is queued after waiting at most ``timeout`` seconds for the first packet."""
+        out: list[Frame] = []
+        r, _, _ = select.select([s.sock for s in self.socks], [], [], timeout)
+        for s in self.socks:
+            if s.sock in r:
+                out.extend(self._drain(s))
+        return out
+
+    def _drain(self, s: _NsSocket) -> Iterator[Frame]:
+        while True:
+            try:
+                data, anc, flags, addr = s.sock.recvmsg(bpf.SNAPLEN, 64)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno in (errno.ENETDOWN, errno.ENXIO):  # an interface went away under us
+                    continue
+                raise
+            ts_ns = time.time_ns()
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
+                    sec, nsec = struct.unpack("qq", cdata[:16])
+                    ts_ns = sec * 1_000_000_000 + nsec
+            _ifname, _proto, pkttype, hatype, _hw = addr
+            # CPython names the interface with an ioctl on this very socket, so the name is
+            # resolved in the socket's namespace, not in the one this thread is in.
+            ifindex = _ifindex(s, _ifname)
+            wirelen = len(data) + (1 if flags & socket.MSG_TRUNC else 0)
+            s.seq += 1
+            yield Frame(ns=s.ns, host=s.host, iface=_ifname or f"if{ifindex}", ifindex=ifindex,
+                        direction="out" if pkttype == PACKET_OUTGOING else "in", pkttype=pkttype,
+                        hatype=hatype, ts_ns=ts_ns, data=data, wirelen=wirelen, mtu=s.mtus.get(ifindex), seq=s.seq)
+
+    def close(self) -> None:
+        for s in self.socks:
+            try:
+                s.sock.close()
+            except OSError:
+                pass
+        self.socks = []
+
+    def __enter__(self) -> "Sniffer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _ifindex(s: _NsSocket, name: str) -> int:
+    for i, n in s.names.items():
+        if n == name:
+            return i
+    return 0
