@@ -111,6 +111,11 @@ def check_docker_host(node: str, containers: dict[str, str], ports: list[tuple[i
         assert got == {("default", "172.17.0.1", "eth0"), ("172.17.0.0/16", None, "eth0")}
 
 
+def assert_root_unchanged(before: dict) -> None:
+    after = root_snapshot()
+    assert after == before, {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+
+
 # --- bridge ------------------------------------------------------------------------------------
 
 def test_bridge_lab_facts_l2_masquerade_and_clean_down(lab_factory, tmp_path):
@@ -143,7 +148,7 @@ def test_bridge_lab_facts_l2_masquerade_and_clean_down(lab_factory, tmp_path):
 
     lab.down()
     assert residue(lab.name) == []
-    assert root_snapshot() == before
+    assert_root_unchanged(before)
 
 
 def test_bridge_overrides_two_hosts_four_containers(lab_factory, tmp_path):
@@ -161,6 +166,7 @@ def test_bridge_overrides_two_hosts_four_containers(lab_factory, tmp_path):
 # --- docker-nat --------------------------------------------------------------------------------
 
 def test_docker_nat_facts_published_port_three_rewrites(lab_factory, tmp_path):
+    before = root_snapshot()
     lab = lab_factory("docker-nat")
     n1, n2, e1, e3 = (lab.ns(h) for h in ("node1", "node2", "executor1", "executor3"))
     check_docker_host(n1, {e1: "172.17.0.2", lab.ns("executor2"): "172.17.0.3"},
@@ -221,6 +227,7 @@ def test_docker_nat_facts_published_port_three_rewrites(lab_factory, tmp_path):
     assert residue(lab.name) == []
     assert not [p for p in pids if Path(f"/proc/{p}").exists()
                 and "netlab.daemons" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    assert_root_unchanged(before)
 
 
 def test_docker_nat_overrides_three_hosts_three_executors(lab_factory):
