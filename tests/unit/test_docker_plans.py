@@ -240,8 +240,10 @@ def test_nat_next_steps_names_the_three_rewrites_and_the_overlap():
 
 def test_helper_module_is_not_a_datapath():
     assert not hasattr(docker, "DATAPATH")
-    names = datapaths.names()
-    assert "docker-bridge" in names and "docker-nat" in names and "docker" not in names
+    assert datapaths.get("docker-bridge").name == "docker-bridge"
+    assert datapaths.get("docker-nat").name == "docker-nat"
+    with pytest.raises(LabFileError, match="not a datapath module"):
+        datapaths.get("docker")
 
 
 def test_explain_scripts():
