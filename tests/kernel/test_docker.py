@@ -287,3 +287,20 @@ def test_explain_script_builds_a_working_docker_nat(tmp_path):
         for n in plan.namespaces:
             sh("ip", "netns", "del", n.name, check=False)
     assert not [n for n in netns_list() if n.startswith(name + "-")]
+
+
+def test_cli_up_prints_where_the_rewrites_happen():
+    name = unique_name("c")
+    cli = [sys.executable, "-m", "netlab"]
+    try:
+        r = sh(*cli, "up", "docker-nat", "--name", name, "--pods", "1", check=False, env={"COLUMNS": "200", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        assert r.returncode == 0, r.stderr
+        out = " ".join(r.stdout.split())
+        for words in ("SNAT on node1", "DNAT on node2", "conntrack reverses both", "pod-to-pod routing is impossible",
+                      f"netlab exec {name} executor1 -- socat - TCP:192.168.100.12:12346"):
+            assert words in out, words
+        m = connect(f"{name}-node1-executor1", "192.168.100.12", 12346)
+        assert (m["name"], m["seen"]) == ("executor2", "192.168.100.11")
+    finally:
+        sh(*cli, "down", name, check=False)
+    assert residue(name) == []
