@@ -399,7 +399,7 @@ def pod_next_steps(lab: Lab, topo: Topology, extra: list[str]) -> str:
     dst = pod_ip(block(lab.pod_cidr, topo.nodes[1]), dst_pod)
     return "\n".join([
         f"ping across nodes:   netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
-        f"the pod's view:      netlab exec {lab.name} {src.host} -- ip route; ip neigh  (169.254.1.1 is ee:ee:ee:ee:ee:ee)",
+        f"the pod's gateway:   netlab exec {lab.name} {src.host} -- ip neigh   (169.254.1.1 is ee:ee:ee:ee:ee:ee: proxy ARP)",
         *extra,
         f"the whole recipe:    netlab explain {lab.name}",
     ])

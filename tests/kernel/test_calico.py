@@ -151,6 +151,16 @@ def test_calico_mesh_bird_routes_kill_and_age_out(lab_factory, tmp_path):
     assert r.returncode == 1
     speakers = {s["host"]: s for s in json.loads(r.stdout)["speakers"]}
     assert not speakers["node2"]["running"] and speakers["node1"]["established"] == 1
+    # a frozen BIRD keeps its TCP session open: only the hold time (9 s) notices it is gone
+    bird3 = next(d for d in lab.state.daemons if d.ns == lab.ns("node3"))
+    os.kill(bird3.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        while "192.168.3.0/26" in blocks_of(lab, "node1"):
+            assert time.monotonic() - t0 < 15, "a frozen BIRD's block outlived the 9 s hold time"
+            time.sleep(0.2)
+    finally:
+        os.kill(bird3.pid, signal.SIGCONT)
     assert_gone(lab, before)
 
 
