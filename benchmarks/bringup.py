@@ -66,14 +66,14 @@ def raw_floor(count: int) -> tuple[float, float]:
     names = [f"{prefix}-{i}" for i in range(count)]
 
     def up() -> None:
+        # the same encoder and socket handling netlab uses, with nothing else around them
         links = {}
         for i, n in enumerate(names):
-            netns.create(n)
-            links[n] = NsLink(n)
+            netns.create(n, init=lambda n=n: links.__setitem__(n, NsLink(n, enter=False)))
             if i:
-                links[n].ipr.link("add", ifname="eth0", kind="veth",
-                                  peer={"ifname": f"p{i}", "net_ns_fd": netns.path(names[i - 1])})
                 b = Batch(links[n])
+                b.veth(None, "eth0", None, None, None, f"p{i}", names[i - 1], None, None)
+                assert not b.send()
                 b.addr(None, "eth0", f"10.{i >> 8}.{i & 255}.1/24")
                 assert not b.send()
         for link in links.values():
