@@ -4,6 +4,7 @@ explain, and clean teardown (issue 2)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
@@ -12,7 +13,7 @@ from scapy.layers.vxlan import VXLAN
 
 from netlab import api, model
 from netlab.explain import script
-from tests.helpers import (Capture, bridgej, ipj, iptables_save, nsexec, ping, residue, root_snapshot, sh,
+from tests.helpers import (ROOT, Capture, bridgej, ipj, iptables_save, nsexec, ping, residue, root_snapshot, sh,
                            sysctl, unique_name)
 
 pytestmark = pytest.mark.kernel
@@ -104,7 +105,7 @@ def test_status_is_healthy_then_sees_a_deleted_fdb_entry(lab_factory):
     rep = lab.verify()
     assert not rep.ok
     assert [p.what for p in rep.problems] == [f"bridge -n {n1} fdb append {vtep2} dev flannel.1 dst 192.168.100.12 self permanent"]
-    out = subprocess.run([".venv/bin/netlab", "status", lab.name, "--json"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "netlab", "status", lab.name, "--json"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1 and '"ok": false' in out.stdout
 
 
