@@ -84,6 +84,10 @@ class CaptureStats:
     stopped_by: str = ""
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _gso_note(f: Frame) -> str | None:
     if f.mtu and f.wirelen > f.mtu + (14 if f.ethernet else 0):
         return f"GSO super-frame: {f.wirelen} bytes on a {f.mtu}-byte MTU device, segmented later"
@@ -131,12 +135,12 @@ def run(plan: Plan, targets: list[Target], write: str | None = None, count: int 
                 for i in ifs:
                     ng.add_interface((i.ns, i.ifindex), i.where, linktype(i.hatype), f"netns {i.ns}")
                 stats.files.append(str(path))
-        if ready is not None:
-            ready(ifs, stats.missing)
         deadline = None if duration is None else time.monotonic() + duration
         # SIGTERM ends a capture as cleanly as Ctrl-C does.
-        old_term = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        old_term = signal.signal(signal.SIGTERM, _interrupt)
         try:
+            if ready is not None:
+                ready(ifs, stats.missing)
             while count is None or stats.packets < count:
                 wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
                 if deadline is not None and wait <= 0:

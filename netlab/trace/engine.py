@@ -35,7 +35,9 @@ from ..plan import Netns, Plan
 from . import bpf, evidence
 from .decode import Decoded, decode
 from .diff import Change, diff
-from .path import Endpoint, Expectation, expected_next, interfaces, is_bridge_port, path_namespaces, resolve, vxlan_ports
+from .path import (Endpoint, Expectation, expected_next, interfaces, is_bridge_port, path_namespaces, resolve,
+                   vxlan_ports)
+from .path import local_addresses as path_local
 from .probe import Probe, send, source_address
 from .sniff import PACKET_OTHERHOST, Frame, Sniffer
 
@@ -105,6 +107,7 @@ class TraceResult:
     stop: Stop | None = None
     elapsed: float = 0.0
     offloads: str = OFFLOAD_NOTE
+    notes: list[str] = field(default_factory=list)
 
     def leg_hops(self, leg: str) -> list[Hop]:
         return [h for h in self.hops if h.leg == leg]
@@ -122,6 +125,7 @@ class TraceResult:
             "hops": [h.as_dict() for h in self.hops],
             "flood_copies": [h.as_dict() for h in self.side],
             "stop": self.stop.as_dict() if self.stop else None,
+            "notes": self.notes,
             "offloads": self.offloads,
             "elapsed_s": round(self.elapsed, 3),
         }
@@ -244,12 +248,14 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
     probe = Probe(proto, addr, dst.addr, port, size)
     result.probe = probe
     program = bpf.for_expr(probe.bpf())
-    before = evidence.snapshot(plan, [n.name for n in nss])
+    pending = evidence.Pending(plan, [n.name for n in nss])
     vports = vxlan_ports(plan)
     frames: list[Frame] = []
     decoded: dict[int, Decoded] = {}
     kinds: dict[int, str] = {}
+    cache: dict[tuple[bytes, bool], Decoded] = {}  # the same bytes are seen at both ends of a veth
     with Sniffer({n.name: (n.host, None) for n in nss}, program=program) as sniffer:
+        before = pending.result()
         refused = send(src.ns.name, probe)
         if refused is None:
             deadline = time.monotonic() + timeout
@@ -260,7 +266,9 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
                 if now >= end:
                     break
                 for f in sniffer.poll_once(end - now):
-                    d = decode(f.data, f.ethernet, vports)
+                    d = cache.get((f.data, f.ethernet))
+                    if d is None:
+                        d = cache[(f.data, f.ethernet)] = decode(f.data, f.ethernet, vports)
                     kind = probe.classify(d)
                     if kind is None:
                         continue
@@ -297,6 +305,15 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         result.legs.append(kind)
 
     result.complete, result.stop = _verdict(plan, result, src, nss, host_of, before)
+    if probe.dst in path_local(plan, src.ns.name):
+        result.notes.append(f"{probe.dst} is {src.ns.host}'s own address: the kernel delivers it over lo and it never "
+                            f"leaves {src.ns.host}")
+    for h in result.hops:
+        icmp = next((l for l in h.decoded.layers if l.name == "ICMP" and not l.quoted), None)
+        if h.leg == "error" and icmp is not None and icmp.fields.get("type") == 3 and icmp.fields.get("code") == 3:
+            result.notes.append(f"the destination answered {icmp.text.split(' ', 2)[-1]}: the path works, "
+                                f"nothing listens on {proto} {port}")
+            break
     result.elapsed = time.monotonic() - t_start
     return result
 

@@ -98,20 +98,34 @@ def _read_proc(ns: str) -> tuple[str, str]:
     return snmp, dev
 
 
+class Pending:
+    """A counter snapshot being taken: ``iptables-save`` runs in the background while the caller
+    opens its sockets; :meth:`result` waits for it."""
+
+    def __init__(self, plan: Plan, namespaces: list[str]) -> None:
+        with_rules = {r.ns for r in plan.of(Ruleset)}
+        # nsenter rather than a preexec_fn: without one, subprocess can vfork, which from a large
+        # Python process is several times cheaper than fork.
+        self.running = {ns: subprocess.Popen(["nsenter", f"--net={netns.path(ns)}", "iptables-save", "-c"],
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                        for ns in namespaces if ns in with_rules}
+        self.namespaces = namespaces
+
+    def result(self) -> dict[str, Counters]:
+        out: dict[str, Counters] = {}
+        for ns in self.namespaces:
+            snmp, dev = _read_proc(ns)
+            out[ns] = Counters(_read_snmp(snmp), _read_dev(dev))
+        for ns, p in self.running.items():
+            text, _ = p.communicate(timeout=10)
+            out[ns].iptables = _iptables_counters(text)
+        return out
+
+
 def snapshot(plan: Plan, namespaces: list[str]) -> dict[str, Counters]:
     """Counters in each namespace; iptables only where the plan has rules (the others have none
     to count), all ``iptables-save`` runs started at once."""
-    with_rules = {r.ns for r in plan.of(Ruleset)}
-    running = {ns: procs.popen(ns, ["iptables-save", "-c"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-               for ns in namespaces if ns in with_rules}
-    out: dict[str, Counters] = {}
-    for ns in namespaces:
-        snmp, dev = _read_proc(ns)
-        out[ns] = Counters(_read_snmp(snmp), _read_dev(dev))
-    for ns, p in running.items():
-        text, _ = p.communicate(timeout=10)
-        out[ns].iptables = _iptables_counters(text)
-    return out
+    return Pending(plan, namespaces).result()
 
 
 def counter_deltas(before: Counters, after: Counters) -> list[str]:
@@ -140,12 +154,17 @@ def route_get(ns: str, dst: str, src: str | None = None, iif: str | None = None)
     if iif and src:
         argv += ["from", src, "iif", iif]
     r = procs.run(ns, argv)
-    if r.returncode != 0 and iif:
-        # `iif` lookups fail for sources the namespace would not accept (rp_filter, martians):
-        # that is itself evidence, and the plain lookup still says where the packet would go.
-        plain = procs.run(ns, ["ip", "route", "get", dst])
-        return (f"ip route get {dst} from {src} iif {iif}: {_one_line(r.stderr)}; "
-                f"ip route get {dst}: {_one_line(plain.stdout or plain.stderr)}")
+    if r.returncode != 0:
+        # `iif` lookups also fail for sources the namespace would not accept (rp_filter, martians),
+        # which is itself evidence; the plain lookup still says where the packet would go.
+        # a blackhole or prohibit route makes `ip route get` fail with EINVAL; the table says which
+        match = procs.run(ns, ["ip", "route", "show", "match", dst])
+        matched = "; ".join(l.strip() for l in match.stdout.splitlines() if l.strip()) or "no route"
+        head = f"{' '.join(argv)}: {_one_line(r.stderr)}"
+        if iif:
+            plain = procs.run(ns, ["ip", "route", "get", dst])
+            head += f"; ip route get {dst}: {_one_line(plain.stdout or plain.stderr)}"
+        return f"{head}; ip route show match {dst}: {matched}"
     return f"{' '.join(argv)}: {_one_line(r.stdout or r.stderr)}"
 
 
@@ -163,7 +182,7 @@ def neighbour(ns: str, addr: str, dev: str | None) -> str | None:
     if not entries:
         return f"no neighbour entry for {addr}" + (f" on {dev}" if dev else "") + " (the kernel must ARP for it)"
     e = entries[0]
-    return (f"neighbour {addr} dev {e.get('dev')} lladdr {e.get('lladdr', '-')} "
+    return (f"neighbour {addr} dev {e.get('dev', dev)} lladdr {e.get('lladdr', '-')} "
             f"state {','.join(e.get('state', []))}")
 
 

@@ -55,6 +55,8 @@ def text(r: TraceResult) -> str:
         if s.evidence:
             out.append("  kernel evidence:")
             out.extend(f"    {line}" for line in s.evidence)
+    for note in r.notes:
+        out.append(f"note: {note}")
     out.append(f"note: {r.offloads}")
     out.append(f"took {r.elapsed * 1000:.0f} ms")
     return "\n".join(out)

@@ -26,6 +26,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -240,12 +241,25 @@ class Sniffer:
                         hatype=hatype, ts_ns=ts_ns, data=data, wirelen=wirelen, mtu=s.mtus.get(ifindex), seq=s.seq)
 
     def close(self) -> None:
-        for s in self.socks:
+        """Close every socket. Releasing a packet socket waits for an RCU grace period
+        (``synchronize_net``, ~10 ms); closing them from parallel threads shares one."""
+        socks, self.socks = self.socks, []
+
+        def _close(s: _NsSocket) -> None:
             try:
                 s.sock.close()
             except OSError:
                 pass
-        self.socks = []
+
+        if len(socks) <= 1:
+            for s in socks:
+                _close(s)
+            return
+        threads = [threading.Thread(target=_close, args=(s,)) for s in socks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def __enter__(self) -> "Sniffer":
         return self
