@@ -84,7 +84,8 @@ def commands(o) -> list[str]:
         if o.src:
             parts.append(f"src {o.src}")
         if o.scope:
-            parts.append(f"scope {o.scope}")
+            # iproute2 names RT_SCOPE_UNIVERSE "global"; it rejects "universe"
+            parts.append(f"scope {'global' if o.scope == 'universe' else o.scope}")
         if o.proto != "boot":
             parts.append(f"proto {o.proto}")
         if o.onlink:
