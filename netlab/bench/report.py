@@ -256,7 +256,7 @@ def notes(out: Outcome, an: Analysis) -> list[str]:
                              f"from round 1 to round {len(r.values)}")
     for t in out.targets:
         for n in t.notes:
-            if t.kind == "explain":
+            if t.kind != "baseline":
                 lines.append(f"{t.id}: {n}")
     lines.append(f"{len(out.samples)} iperf3 runs in {out.seconds:.0f} s; instances: "
                  + ", ".join(sorted({t.instance for t in out.targets})))

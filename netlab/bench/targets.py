@@ -125,6 +125,30 @@ def path_mtu(src: Endpoint, dst_ip: str) -> int | None:
         return None
 
 
+def wait_reachable(src: Endpoint, dst: Endpoint, timeout: float = 30.0) -> float | None:
+    """Ping from ``src`` until ``dst`` answers; seconds it took, or None.
+
+    A lab whose routes come from a routing daemon (Calico's BIRD) is "up" before its BGP sessions
+    have converged; measuring then would time the convergence, not the datapath."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if procs.run(src.ns, ["ping", "-c", "1", "-W", "1", "-q", dst.ip]).returncode == 0:
+                return time.monotonic() - t0
+        except (OSError, subprocess.SubprocessError):
+            return None
+        time.sleep(0.2)
+    return None
+
+
+def _reachable_note(t: "Target") -> None:
+    took = wait_reachable(t.src, t.dst)
+    if took is None:
+        t.notes.append(f"{t.dst.ip} did not answer ping from {t.src.host} within 30 s: runs will likely fail")
+    elif took > 1:
+        t.notes.append(f"{t.dst.ip} answered after {took:.1f} s (routes converging)")
+
+
 # -- which labs, and why not -------------------------------------------------------------------------
 
 @dataclass
@@ -217,7 +241,12 @@ def lab_target(c: Candidate) -> Target:
         down = handle.down
     t = Target(c.name, "lab", c.lab.name, c.src, c.dst, c.sender_ns, lab=c.name, datapath=c.lab.datapath,
                claim=c.claim, brought_up=not c.attach, _down=down)
-    t.mtu = path_mtu(c.src, c.dst.ip)
+    try:
+        _reachable_note(t)
+        t.mtu = path_mtu(c.src, c.dst.ip)
+    except BaseException:
+        t.down()
+        raise
     return t
 
 
@@ -309,7 +338,8 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
         for pid, ns in _processes_in(names):
             st = procs.start_time(pid)
             if st is not None:
-                state.daemons.append(DaemonRecord(ns, "explain-started", pid, st, [], str(log)))
+                name, argv = _daemon_of(plan, state, pid, ns)
+                state.daemons.append(DaemonRecord(ns, name, pid, st, argv, str(log)))
         _wait_ready(plan, state)
         state.complete = True
         state.save()
@@ -319,11 +349,36 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
     src, dst, sender = endpoints(plan)  # same plan shape as the candidate's: cannot be a str here
     t = Target(f"{c.name}@explain", "explain", inst, src, dst, sender, lab=c.name, datapath=m.datapath,
                claim=None, brought_up=True, _down=down)
-    rep = verify(plan, state)
-    t.notes.append(f"explain build verified: {rep.as_dict()['checked']} objects, "
-                   f"{'no differences' if rep.ok else str(len(rep.problems)) + ' differences'} from the plan")
+    try:
+        _reachable_note(t)
+        rep = verify(plan, state)
+    except BaseException:
+        t.down()
+        raise
+    if rep.ok:
+        t.notes.append(f"explain build verified: {rep.as_dict()['checked']} objects, no differences from the plan")
+    else:
+        dead = [d["name"] for d in rep.daemons if not d["alive"]]
+        t.notes.append(f"explain build verified: {len(rep.problems)} of {rep.as_dict()['checked']} objects differ "
+                       f"from the plan, {len(rep.missing_namespaces)} namespaces missing, daemons not running: "
+                       f"{', '.join(dead) or 'none'}")
     t.mtu = path_mtu(src, dst.ip)
     return t
+
+
+def _daemon_of(plan: Plan, state: State, pid: int, ns: str) -> tuple[str, list[str]]:
+    """Which planned daemon process ``pid`` is: the script runs ``ip netns exec NS ARGV…``, which
+    execs ARGV with ``$run`` expanded, so the command line equals the planned argv. Recording it
+    under the planned name lets ``netlab status`` (verify) check it like a daemon netlab started."""
+    try:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace").rstrip("\0").split("\0")
+    except OSError:
+        cmdline = []
+    for d in plan.of(Daemon):
+        argv = [a.replace("{run}", str(state.dir)) for a in d.argv]
+        if d.ns == ns and argv == cmdline:
+            return d.name, argv
+    return "explain-started", cmdline
 
 
 def _wait_ready(plan: Plan, state: State, timeout: float = 10.0) -> None:
