@@ -92,7 +92,8 @@ def commands(o) -> list[str]:
             parts.append("onlink")
         return [" ".join(parts)]
     if isinstance(o, Sysctl):
-        return [f"ip netns exec {o.ns} sysctl -qw {o.key}={o.value}"]
+        line = f"ip netns exec {o.ns} sysctl -qw {o.key}={o.value}"
+        return [line if o.required else f"{line} 2>/dev/null || true  # absent on this host: moot"]
     if isinstance(o, Ruleset):
         return [f"ip netns exec {o.ns} iptables-restore --noflush <<'EOF'\n{o.restore_text()}EOF"]
     if isinstance(o, Daemon):

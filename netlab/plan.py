@@ -178,13 +178,23 @@ class Fdb:
 
 @dataclass(frozen=True)
 class Sysctl:
+    """A sysctl inside a namespace. ``key`` is the path under /proc/sys with slashes
+    (``net/ipv4/conf/eth0/arp_notify``), which also works for interface names with dots
+    (``net/ipv6/conf/flannel.1/accept_ra``); ``sysctl -w`` accepts the same form.
+
+    ``required=False`` marks a sysctl that may be absent on some hosts and is then moot: for
+    example ``net/bridge/bridge-nf-call-iptables`` only exists while br_netfilter is loaded, and
+    without it bridged frames skip iptables anyway, which is what setting it to 0 asks for.
+    """
+
     ns: str
-    key: str  # dotted, e.g. "net.ipv4.ip_forward" or "net.ipv4.conf.cni0.forwarding"
+    key: str
     value: str
+    required: bool = True
 
     @property
     def path(self) -> str:
-        return "/proc/sys/" + self.key.replace(".", "/")
+        return "/proc/sys/" + (self.key if "/" in self.key else self.key.replace(".", "/"))
 
 
 @dataclass(frozen=True)

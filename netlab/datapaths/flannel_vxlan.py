@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .. import naming
 from ..errors import LabFileError
 from ..model import Lab
-from ..plan import Addr, Fdb, Neigh, Plan, Route, Vxlan
+from ..plan import Addr, Fdb, Neigh, Plan, Route, Sysctl, Vxlan
 from ..topology import nth_host, resolve
 from . import Datapath, cni, flannel, underlay
 
@@ -63,6 +63,8 @@ def plan(lab: Lab) -> Plan:
             Vxlan(node.ns, dev, vni=lab.options.vni, port=lab.options.port, local=node.addr, dev="eth0",
                   learning=False, mtu=mtu, mac=vtep_mac(lab, node.name)),
             Addr(node.ns, dev, f"{subnet.network_address}/32"),
+            # current flanneld: no router advertisements on the VTEP (absent where IPv6 is off)
+            Sysctl(node.ns, f"net/ipv6/conf/{dev}/accept_ra", "0", required=False),
         )
         for other in topo.others(node):
             remote = flannel.lease(lab.pod_cidr, other)

@@ -31,7 +31,7 @@ def build(lab: Lab, topo: Topology, plan: Plan) -> None:
         plan.add_ns(Netns(rack.ns, "switch", rack.host))
         plan.add(
             Bridge(rack.ns, SWITCH_BRIDGE, mtu=mtu),
-            Sysctl(rack.ns, "net/bridge/bridge-nf-call-iptables", "0"),
+            Sysctl(rack.ns, "net/bridge/bridge-nf-call-iptables", "0", required=False),
         )
         leg = f"eth{rack.index - 1}"
         plan.add(

@@ -183,6 +183,9 @@ class Applier:
                     try:
                         with open(s.path, "w") as f:
                             f.write(s.value)
+                    except FileNotFoundError:
+                        if s.required:
+                            raise _fail(s, errno.ENOENT) from None
                     except OSError as e:
                         raise _fail(s, e.errno or errno.EIO) from None
 

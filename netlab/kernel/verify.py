@@ -220,7 +220,7 @@ def verify(plan: Plan, state: State | None = None) -> Report:
             detail = "" if any(_route_matches(r, o) for r in snaps[o.ns].routes) else _route_hint(snaps[o.ns], o)
         elif isinstance(o, Sysctl):
             got = read_sysctl(o.ns, o.path)
-            detail = "" if got == o.value else f"is {got} (want {o.value})"
+            detail = "" if got == o.value or (got is None and not o.required) else f"is {got} (want {o.value})"
         elif isinstance(o, Ruleset):
             tables = saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns))
             missing = [f"-A {r.chain} {r.spec}" for r in o.rules if f"-A {r.chain} {r.spec}" not in tables.get(r.table, [])]

@@ -89,15 +89,24 @@ def test_same_instance_name_twice_is_refused(lab_factory):
     assert a.verify().ok
 
 
-def test_down_all_finds_a_lab_orphaned_by_a_crash():
+def test_down_all_finds_a_lab_orphaned_by_a_crash(tmp_path):
+    """A netlab killed with SIGKILL in the middle of up: the write-ahead state file and the
+    markers are all `down --all` needs. (A private state root keeps `--all` away from labs that
+    other tests or people have up on this machine.)"""
     name = unique_name()
-    # a netlab that dies by SIGKILL right after up: nothing cleans up but the state file remains
-    r = run_cli("up", "vxlan", "--name", name, "-q")
-    assert r.returncode == 0
-    assert Path(f"/run/netlab/{name}/state.json").exists()
-    r = run_cli("down", "--all")
-    assert r.returncode == 0 and name in r.stdout
-    assert residue(name) == []
+    env = dict(os.environ, NETLAB_STATE_DIR=str(tmp_path / "state"))
+    p = subprocess.Popen(NETLAB + ["up", "vxlan", "--name", name, "--nodes", "60", "-q"], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len([n for n in netns_list() if n.startswith(name)]) < 30:
+        time.sleep(0.005)
+    p.kill()
+    p.wait()
+    assert (tmp_path / "state" / name / "state.json").exists()
+    assert [n for n in netns_list() if n.startswith(name)], "the crash left nothing to clean up"
+    r = run_cli("down", "--all", env=env)
+    assert r.returncode == 0 and name in r.stdout, r.stderr
+    assert residue(name) == [] and not (tmp_path / "state" / name).exists()
 
 
 def test_down_never_removes_a_namespace_it_cannot_prove_is_its_own():

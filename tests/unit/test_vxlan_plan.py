@@ -82,3 +82,11 @@ def test_explain_script_covers_every_object():
     assert "ip -n p-node1 link add veth" in text and "netns p-node1-pod1" in text
     assert text.index("neigh replace 10.244.2.0") < text.index("route add 10.244.2.0/24")
     assert "iptables-restore --noflush" in text
+
+
+def test_sysctl_paths_keep_dotted_interface_names():
+    from netlab.plan import Sysctl
+
+    assert Sysctl("n", "net/ipv6/conf/flannel.1/accept_ra", "0").path == "/proc/sys/net/ipv6/conf/flannel.1/accept_ra"
+    assert Sysctl("n", "net.ipv4.ip_forward", "1").path == "/proc/sys/net/ipv4/ip_forward"
+    assert Sysctl("p-node1", "net/ipv6/conf/flannel.1/accept_ra", "0", required=False) in plan().objects
