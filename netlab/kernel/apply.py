@@ -67,7 +67,7 @@ class Applier:
                     raise _fail(n, failures[0][1])
 
             try:
-                netns.create(n.name, init=init)
+                netns.create(n.name, init=init, stamp=marker)
             except FileExistsError:
                 raise NetlabError(f"namespace {n.name} already exists and is not this lab's",
                                   "remove it, or choose another instance name with --name") from None

@@ -72,17 +72,22 @@ def entered(name: str) -> Iterator[None]:
         os.close(orig)
 
 
-def create(name: str, init: Callable[[], None] | None = None) -> None:
+def create(name: str, init: Callable[[], None] | None = None, stamp: str = "") -> None:
     """Create namespace ``name``; run ``init()`` inside it *before* it becomes visible.
 
     ``init`` writes the ownership marker, so a namespace file that exists under /run/netns always
     carries it: a crash can leave an unmarked namespace only in the kernel's memory, never on disk.
+    The mount point file itself holds ``stamp`` (the same marker) until the namespace is mounted
+    over it, so a crash between the two leaves a plain file that still says whose it is.
     Fails with FileExistsError if the name is taken (netlab never adopts someone else's namespace).
     """
     os.makedirs(NETNS_RUN_DIR, exist_ok=True)
     p = path(name)
-    fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    os.close(fd)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        os.write(fd, stamp.encode())
+    finally:
+        os.close(fd)
     orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     mounted = False
     try:
@@ -99,6 +104,19 @@ def create(name: str, init: Callable[[], None] | None = None) -> None:
         os.close(orig)
         if not mounted:
             os.unlink(p)
+
+
+def unmounted_stamp(name: str) -> str | None:
+    """If ``/run/netns/name`` is a plain file (a creation that never got its namespace mounted),
+    the stamp written into it; None for a real namespace or no file."""
+    p = path(name)
+    try:
+        if os.path.ismount(p):
+            return None
+        with open(p) as f:
+            return f.read(256)
+    except OSError:
+        return None
 
 
 def delete(name: str) -> bool:

@@ -49,8 +49,8 @@ def teardown(state: State) -> TeardownReport:
         for ns in state.namespaces:
             if not netns.exists(ns):
                 continue
-            if read_marker(ns) == state.marker:
-                ours.append(ns)
+            if read_marker(ns) == state.marker or netns.unmounted_stamp(ns) == state.marker:
+                ours.append(ns)  # a marked namespace, or the stamped mount point of one never mounted
             else:
                 report.skipped.append(ns)
         for ns in ours:
