@@ -28,11 +28,19 @@ def command(lab: str, name: str | None, overrides: dict, quiet: bool) -> None:
     out = Console()
     dp = handle.datapath
     out.print(f"[bold green]lab {handle.name} is up[/bold green] ({dp.name}, {elapsed:.2f}s): {handle.lab.description}")
-    for n in handle.plan.namespaces:
-        if n.role in ("node", "router") or (n.role == "pod" and len(handle.plan.namespaces) <= 40):
-            addrs = [a.cidr for a in handle.plan.of(Addr) if a.ns == n.name and a.dev in ("eth0", "eth1")]
-            indent = "    " if n.role == "pod" else "  "
-            out.print(f"{indent}{n.host:<14} {n.name:<28} {' '.join(addrs)}")
+    addrs = lambda ns: " ".join(a.cidr for a in handle.plan.of(Addr) if a.ns == ns and a.dev.startswith("eth"))
+    spaces = handle.plan.namespaces
+    show_pods = len(spaces) <= 40
+    for n in spaces:
+        if n.role in ("switch", "pod"):
+            continue
+        out.print(f"  {n.host:<14} {n.name:<28} {addrs(n.name)}", highlight=False)
+        pods = [p for p in spaces if p.role == "pod" and p.node == n.host]
+        if show_pods:
+            for p in pods:
+                out.print(f"    {p.host:<12} {p.name:<28} {addrs(p.name)}", highlight=False)
+        elif pods:
+            out.print(f"    ({len(pods)} pods: netlab status {handle.name} lists them)", highlight=False)
     steps = dp.next_steps(handle.lab, handle.plan)
     if steps:
         out.print("\n[bold]try next[/bold]")
