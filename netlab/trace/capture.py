@@ -38,7 +38,7 @@ from .decode import decode
 from .path import interfaces as plan_interfaces
 from .path import vxlan_ports
 from .pcap import PcapngWriter, PcapWriter, linktype
-from .sniff import Frame, Interface, Sniffer
+from .sniff import Frame, Interface, Sniffer, kernel_order
 
 
 @dataclass
@@ -146,7 +146,7 @@ def run(plan: Plan, targets: list[Target], write: str | None = None, count: int 
                 if deadline is not None and wait <= 0:
                     stats.stopped_by = "duration"
                     break
-                for f in sniffer.poll_once(wait):
+                for f in kernel_order(sniffer.poll_once(wait)):  # one batch, in kernel order
                     key = (f.ns, f.ifindex)
                     if key not in by_key and ng is not None:  # e.g. lo of a whole-namespace capture
                         ng.add_interface(key, f.where, linktype(f.hatype), f"netns {f.ns}")

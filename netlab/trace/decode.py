@@ -12,7 +12,10 @@ bindings (other code in the same process keeps scapy's defaults):
   48879 on either port, so flannel's 8472 and Calico's 4789 already decode);
 - IP carried bare in UDP, as flannel's UDP backend does on port 8285 (flanneld's proxy sends the
   inner packet as the whole payload, with no header of its own). Recognised by port, or by a
-  payload that is a well-formed IPv4 header whose length and checksum match.
+  payload that is a well-formed IPv4 header whose length and checksum match;
+- a 10-byte ``virtio_net_hdr`` before that IP packet: netlab's opt-in ``flannel-udp -o
+  mode=vnet-hdr`` (explicitly *not* flannel's format) forwards the TUN's GSO metadata that way.
+  Shown as its own ``VirtioNetHdr`` layer so nobody mistakes it for flannel's wire format.
 
 Trailing payload bytes (the probe's padding, a TCP segment's data) are not a layer: they are
 summed up as ``payload``. Everything here is pure and unit-tested on synthetic packets.
@@ -27,12 +30,29 @@ from typing import Any, Iterable
 from scapy.layers.inet import ICMP, IP, TCP, UDP, ICMPerror, IPerror, TCPerror, UDPerror
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
+from scapy.fields import ByteField, LEShortField
 from scapy.packet import NoPayload, Packet, Padding, Raw
 
 #: flannel's UDP backend (DATAPATHS.md §2a): the payload of UDP 8285 is a bare IP packet.
 IP_IN_UDP_PORTS = frozenset({8285})
 #: What scapy itself binds VXLAN to (scapy/layers/vxlan.py), on either port.
 SCAPY_VXLAN_PORTS = frozenset({4789, 4790, 6633, 8472, 48879})
+
+VNET_HDR_LEN = 10
+VIRTIO_GSO = {0: "none", 1: "tcpv4", 3: "udp", 4: "tcpv6", 5: "udp_l4"}
+
+
+class VirtioNetHdr(Packet):
+    """``struct virtio_net_hdr`` (TUN with IFF_VNET_HDR, native little-endian). Local class with
+    no bindings: only :func:`_fixup` ever builds one."""
+
+    name = "VirtioNetHdr"
+    fields_desc = [ByteField("flags", 0), ByteField("gso_type", 0), LEShortField("hdr_len", 0),
+                   LEShortField("gso_size", 0), LEShortField("csum_start", 0), LEShortField("csum_offset", 0)]
+
+    def guess_payload_class(self, payload: bytes):
+        return IP
+
 
 ICMP_TYPES = {0: "echo-reply", 3: "dest-unreach", 4: "source-quench", 5: "redirect", 8: "echo-request",
               11: "time-exceeded", 12: "parameter-problem"}
@@ -110,6 +130,9 @@ def _fixup(pkt: Packet, vxlan_ports: frozenset[int], ip_ports: frozenset[int]) -
                 new = VXLAN(data)
             elif (ports & ip_ports and len(data) >= 20 and data[0] >> 4 == 4) or looks_like_ipv4(data):
                 new = IP(data)
+            elif (len(data) > VNET_HDR_LEN + 20 and data[0] <= 3 and data[1] & 0x7F in VIRTIO_GSO
+                  and looks_like_ipv4(data[VNET_HDR_LEN:])):
+                new = VirtioNetHdr(data)
             if new is not None:
                 layer.remove_payload()
                 layer.add_payload(new)
@@ -157,6 +180,10 @@ def layer_of(p: Packet, quoted: bool) -> Layer | None:
         return Layer("ICMP", f, q + _icmp_text(p.type, p.code, p), quoted)
     if isinstance(p, VXLAN):
         return Layer("VXLAN", {"vni": p.vni, "flags": int(p.flags)}, f"VXLAN vni {p.vni}", quoted)
+    if isinstance(p, VirtioNetHdr):
+        gso = VIRTIO_GSO.get(p.gso_type & 0x7F, str(p.gso_type))
+        return Layer("VirtioNetHdr", {"gso_type": gso, "gso_size": p.gso_size, "flags": p.flags},
+                     f"VirtioNetHdr gso {gso}" + (f" size {p.gso_size}" if p.gso_size else ""), quoted)
     if isinstance(p, ARP):
         op = {1: "who-has", 2: "is-at"}.get(p.op, str(p.op))
         return Layer("ARP", {"op": p.op, "psrc": p.psrc, "pdst": p.pdst, "hwsrc": p.hwsrc},

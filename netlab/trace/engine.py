@@ -26,7 +26,7 @@ restore.
 
 from __future__ import annotations
 
-import heapq
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -39,7 +39,7 @@ from .path import (Endpoint, Expectation, expected_next, interfaces, is_bridge_p
                    vxlan_ports)
 from .path import local_addresses as path_local
 from .probe import Probe, send, source_address
-from .sniff import PACKET_OTHERHOST, Frame, Sniffer
+from .sniff import PACKET_OTHERHOST, Frame, Sniffer, kernel_order
 
 OFFLOAD_NOTE = ("offloads untouched: the probe is one packet of at most the source MTU (DF set), so no hop "
                 "sees a GSO super-frame; a frame longer than its device MTU would be marked 'GSO, segmented later'")
@@ -133,28 +133,6 @@ class TraceResult:
 
 # ---- ordering and shaping (pure) ---------------------------------------------------------------
 
-def kernel_order(frames: list[Frame]) -> list[Frame]:
-    """Merge per-namespace sequences (exact order) by kernel timestamp (order between namespaces).
-
-    A packet's timestamp is taken when it enters a namespace's receive path and again when it is
-    transmitted; a bridge's or VXLAN device's receive inherits the port's/underlay's stamp, so
-    within a namespace ties are common and only the socket's arrival order is reliable. Each
-    namespace's stamps are made non-decreasing in arrival order before the merge.
-    """
-    per_ns: dict[str, list[Frame]] = {}
-    for f in sorted(frames, key=lambda f: (f.ns, f.seq)):
-        per_ns.setdefault(f.ns, []).append(f)
-    streams = []
-    for i, (ns, fs) in enumerate(per_ns.items()):
-        cur = 0
-        keyed = []
-        for f in fs:
-            cur = max(cur, f.ts_ns)
-            keyed.append(((cur, i, f.seq), f))
-        streams.append(keyed)
-    return [f for _, f in heapq.merge(*streams, key=lambda kf: kf[0])]
-
-
 def mark_side(plan: Plan, hops: list[Hop], captured_ns: set[str]) -> None:
     """Flood copies: a bridge that has not learnt a MAC yet sends the frame out of every port.
 
@@ -218,8 +196,9 @@ def _outer(d: Decoded) -> dict:
             out["dst_mac"] = l.fields["dst"]
         if l.name == "IP" and "dst" not in out:
             out["src"], out["dst"] = l.fields["src"], l.fields["dst"]
-        if l.name == "UDP" and "dport" not in out and "dst" in out:
+        if l.name in ("UDP", "TCP") and "dport" not in out and "dst" in out:
             out["dport"] = l.fields["dport"]
+            out["l4"] = (l.name.lower(), l.fields["dport"])
     return out
 
 
@@ -278,11 +257,16 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
                     if kind != "request" and f.ns == src.ns.name and f.direction == "in" and done_at is None:
                         done_at = time.monotonic() + linger
     if refused is not None:
+        route = evidence.route_get(src.ns.name, dst.addr)
+        ev = [route]
+        if "EMSGSIZE" in refused:
+            m = re.search(r" dev (\S+)", route)
+            mtu = evidence.link_mtu(src.ns.name, m.group(1)) if m else None
+            ev.append(f"the probe is {probe.length} bytes with DF set"
+                      + (f"; {src.ns.host}:{m.group(1)} has MTU {mtu}: use --size {mtu - (probe.length - probe.size)} or less"
+                         if mtu else ": larger than the MTU of the route's device"))
         result.stop = Stop("request", f"the kernel in {src.ns.host} refused to send the {probe.length}-byte probe ({refused})",
-                           None, Expectation(f"leave {src.ns.host}", src.ns.name, None, "out", "route"),
-                           [evidence.route_get(src.ns.name, dst.addr)]
-                           + ([f"the probe is {probe.length} bytes with DF set: larger than the MTU of the route's device"]
-                              if "EMSGSIZE" in refused else []))
+                           None, Expectation(f"leave {src.ns.host}", src.ns.name, None, "out", "route"), ev)
         result.elapsed = time.monotonic() - t_start
         return result
 
@@ -349,7 +333,8 @@ def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], h
     last = req[-1] if not answers else answers[-1]
     f = last.frame
     o = _outer(last.decoded)
-    exp = expected_next(plan, host_of, f.ns, f.iface, f.direction, o.get("dst"), o.get("dst_mac"), o.get("dport"))
+    exp = expected_next(plan, host_of, f.ns, f.iface, f.direction, o.get("dst"), o.get("dst_mac"),
+                        o.get("dport") if "l4" in o and o["l4"][0] == "udp" else None, o.get("l4"))
     if exp.kind == "local" and leg == "request":
         reason = f"the probe reached {f.host} but no answer was seen"
     elif leg == "request":
@@ -358,6 +343,8 @@ def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], h
         reason = f"the answer was last seen on {last.where} ({f.direction}) and never reached {src.ns.host}"
     ev: list[str] = []
     next_hop = next_dev = None
+    if exp.kind == "dnat" and leg == "request":
+        reason = f"the probe reached {f.host}, was to be DNATed, and went no further"
     if exp.kind == "route" and exp.iface:
         from .path import lookup
         r = lookup(plan, f.ns, o["dst"]) if o.get("dst") else None

@@ -172,6 +172,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def link_mtu(ns: str, dev: str) -> int | None:
+    r = procs.run(ns, ["ip", "-j", "link", "show", "dev", dev])
+    try:
+        return json.loads(r.stdout)[0]["mtu"]
+    except (json.JSONDecodeError, IndexError, KeyError):
+        return None
+
+
 def neighbour(ns: str, addr: str, dev: str | None) -> str | None:
     argv = ["ip", "-j", "neigh", "show", "to", addr] + (["dev", dev] if dev else [])
     r = procs.run(ns, argv)
@@ -197,7 +205,7 @@ def plan_problems(plan: Plan, ns: str) -> list[str]:
             names.update((o.a.ns, o.b.ns))
     sub = Plan(plan.lab, namespaces=[n for n in plan.namespaces if n.name in names], objects=objs)
     rep = verify(sub)
-    return [f"{f.what}: {f.detail}" for f in rep.problems]
+    return [f"{f.what.splitlines()[0]}: {f.detail}" for f in rep.problems]
 
 
 def collect(plan: Plan, ns: Netns, before: Counters | None, iface: str | None, direction: str | None,

@@ -23,11 +23,12 @@ so, and the kernel's answer is what counts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
 
 from ..errors import NetlabError
-from ..plan import Addr, Bridge, Daemon, Fdb, Ipip, Netns, Plan, Route, Tun, Veth, Vxlan
+from ..plan import Addr, Bridge, Daemon, Fdb, Ipip, Netns, Plan, Route, Ruleset, Tun, Veth, Vxlan
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,27 @@ class Expectation:
     kind: str = ""  # veth, bridge, vxlan, tun, route, local, unknown
 
 
+def dnat_for(plan: Plan, ns: str, proto: str | None, dport: int | None) -> tuple[str, str] | None:
+    """A planned nat-table DNAT rule in ``ns`` that would match a packet to ``proto``/``dport``:
+    (rule text, ``--to-destination`` value). Docker's published ports are such rules."""
+    for rs in plan.of(Ruleset):
+        if rs.ns != ns:
+            continue
+        for r in rs.rules:
+            if r.table != "nat" or "-j DNAT" not in r.spec:
+                continue
+            to = re.search(r"--to-destination (\S+)", r.spec)
+            p = re.search(r"-p (\w+)", r.spec)
+            dp = re.search(r"--dport (\d+)", r.spec)
+            if proto and p and p.group(1) != proto:
+                continue
+            if dp and (dport is None or int(dp.group(1)) != dport):
+                continue
+            if to:
+                return f"-A {r.chain} {r.spec}", to.group(1)
+    return None
+
+
 def underlay_dev(plan: Plan, ns: str) -> str | None:
     for r in plan.of(Route):
         if r.ns == ns and r.dst == "default" and r.dev:
@@ -214,11 +236,12 @@ def underlay_dev(plan: Plan, ns: str) -> str | None:
 
 def expected_next(plan: Plan, host_of: dict[str, str], ns: str, iface: str, direction: str,
                   dst_ip: str | None, dst_mac: str | None = None, udp_dport: int | None = None,
-                  inner_dst_mac: str | None = None) -> Expectation:
+                  l4: tuple[str, int] | None = None) -> Expectation:
     """The step the plan expects after the packet was seen on ``ns:iface`` going ``direction``.
 
     ``dst_ip``/``dst_mac`` are the packet's outermost destination addresses at that hop (for a
-    VXLAN device, the frame's destination MAC is what its FDB is looked up with).
+    VXLAN device, the frame's destination MAC is what its FDB is looked up with); ``l4`` is its
+    transport protocol and destination port, for the DNAT rules a node may apply on arrival.
     """
     ifs = interfaces(plan)
     me = ifs.get((ns, iface))
@@ -269,6 +292,13 @@ def expected_next(plan: Plan, host_of: dict[str, str], ns: str, iface: str, dire
         if tuns and udp_dport is not None and daemons:
             return Expectation(f"the daemon {', '.join(daemons)} receives UDP {udp_dport} and writes the inner packet "
                                f"to {where(ns, tuns[0].name)}", ns, tuns[0].name, "out", "tun")
+        dnat = dnat_for(plan, ns, *(l4 or (None, None)))
+        if dnat is not None:
+            rule, to = dnat
+            target = to.rsplit(":", 1)[0] if ":" in to else to
+            r = lookup(plan, ns, target)
+            via = f"; then the route '{r.text}': leave {where(ns, r.dev or '?')}" if r is not None else ""
+            return Expectation(f"DNAT to {to} by the nat rule '{rule}'{via}", ns, r.dev if r else None, "out", "dnat")
         return Expectation(f"delivered to {host_of.get(ns, ns)} itself ({dst_ip} is its address): expect an answer",
                            ns, None, None, "local")
     if dst_ip is None:

@@ -109,12 +109,14 @@ class Probe:
 
     def bpf(self) -> str:
         """A tcpdump expression matching the probe, its answers, and ICMP errors about it, whether
-        bare, in UDP (flannel), in VXLAN (any port) or in IPIP."""
+        bare, in UDP (flannel; or after a virtio_net_hdr), in VXLAN (any port) or in IPIP."""
         plain = f"(ip[0] = 0x45 and ip[6:2] & 0x1fff = 0 and {self._match('ip', 0)})"
         in_udp = f"(ip[9] = 17 and udp[8] = 0x45 and {self._match('udp', 8)})"
+        # netlab's opt-in flannel-udp vnet-hdr mode: a 10-byte virtio_net_hdr before the IP packet
+        in_vnet = f"(ip[9] = 17 and udp[18] = 0x45 and {self._match('udp', 18)})"
         in_vxlan = f"(ip[9] = 17 and udp[8] & 0x08 = 0x08 and udp[28:2] = 0x0800 and {self._match('udp', 30)})"
         in_ipip = f"(ip[0] = 0x45 and ip[9] = 4 and {self._match('ip', 20)})"
-        return f"ip and ({plain} or {in_udp} or {in_vxlan} or {in_ipip})"
+        return f"ip and ({plain} or {in_udp} or {in_vnet} or {in_vxlan} or {in_ipip})"
 
     # ---- recognising a decoded sighting --------------------------------------------------------
 

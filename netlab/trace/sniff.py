@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import heapq
 import os
 import select
 import socket
@@ -273,3 +274,25 @@ def _ifindex(s: _NsSocket, name: str) -> int:
         if n == name:
             return i
     return 0
+
+
+def kernel_order(frames: list[Frame]) -> list[Frame]:
+    """Merge per-namespace sequences (exact order) by kernel timestamp (order between namespaces).
+
+    A packet's timestamp is taken when it enters a namespace's receive path and again when it is
+    transmitted; a bridge's or VXLAN device's receive inherits the port's/underlay's stamp, so
+    within a namespace ties are common and only the socket's arrival order is reliable. Each
+    namespace's stamps are made non-decreasing in arrival order before the merge.
+    """
+    per_ns: dict[str, list[Frame]] = {}
+    for f in sorted(frames, key=lambda f: (f.ns, f.seq)):
+        per_ns.setdefault(f.ns, []).append(f)
+    streams = []
+    for i, (ns, fs) in enumerate(per_ns.items()):
+        cur = 0
+        keyed = []
+        for f in fs:
+            cur = max(cur, f.ts_ns)
+            keyed.append(((cur, i, f.seq), f))
+        streams.append(keyed)
+    return [f for _, f in heapq.merge(*streams, key=lambda kf: kf[0])]

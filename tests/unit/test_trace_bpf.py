@@ -107,3 +107,9 @@ def test_classify():
     err = IP() / ICMP(type=3, code=4) / bytes(p.packet())[:28]
     assert p.classify(decode(bytes(err), False)) == "error"
     assert p.classify(decode(bytes(IP() / UDP()), False)) is None
+
+
+def test_probe_filter_matches_after_a_virtio_net_hdr():
+    p = probe()
+    prog = bpf.for_expr(p.bpf())
+    assert accepts(prog, Ether() / IP() / UDP(sport=8285, dport=8285) / Raw(bytes(10) + bytes(p.packet())))

@@ -90,3 +90,10 @@ def test_tcp_flags_and_ports():
 def test_garbage_never_raises():
     d = decode(b"\x00\x01", ethernet=False)
     assert d.layers and d.layers[0].name in ("Raw", "IP")
+
+
+def test_vnet_hdr_mode_is_shown_as_its_own_layer():
+    # netlab's opt-in flannel-udp mode=vnet-hdr: virtio_net_hdr (10 bytes) + IP in UDP 8285
+    pkt = Ether() / IP() / UDP(sport=8285, dport=8285) / Raw(bytes(10) + bytes(inner()))
+    d = decode(bytes(pkt), True)
+    assert d.names == ["Ether", "IP", "UDP", "VirtioNetHdr", "IP", "ICMP"]
