@@ -32,7 +32,8 @@ def command(lab: str, src: str, dst: str, proto: str, port: int | None, size: in
     from ..trace import engine, render
 
     handle = api.attach(lab)
-    result = engine.run(handle.plan, src, dst, proto=proto, port=port, size=size, timeout=timeout)
+    result = engine.run(handle.plan, src, dst, proto=proto, port=port, size=size, timeout=timeout,
+                        state=handle.state)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:

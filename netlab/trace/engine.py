@@ -203,7 +203,9 @@ def _outer(d: Decoded) -> dict:
 
 
 def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int | None = None,
-        size: int | None = None, timeout: float = 1.0, linger: float = 0.03) -> TraceResult:
+        size: int | None = None, timeout: float = 1.0, linger: float = 0.03, state=None) -> TraceResult:
+    """Trace one probe through the lab ``plan`` describes. ``state`` (the lab's
+    :class:`~netlab.state.State`) adds daemon liveness to the evidence when the packet stops."""
     t_start = time.monotonic()
     src = resolve(plan, src_spec, "source")
     dst = resolve(plan, dst_spec, "destination")
@@ -288,7 +290,7 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         result.side.extend(side)
         result.legs.append(kind)
 
-    result.complete, result.stop = _verdict(plan, result, src, nss, host_of, before)
+    result.complete, result.stop = _verdict(plan, result, src, nss, host_of, before, state)
     if probe.dst in path_local(plan, src.ns.name):
         result.notes.append(f"{probe.dst} is {src.ns.host}'s own address: the kernel delivers it over lo and it never "
                             f"leaves {src.ns.host}")
@@ -303,7 +305,7 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
 
 
 def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], host_of: dict[str, str],
-             before: dict[str, evidence.Counters]) -> tuple[bool, Stop | None]:
+             before: dict[str, evidence.Counters], state=None) -> tuple[bool, Stop | None]:
     req = result.leg_hops("request")
     answers = [h for h in result.hops if h.leg != "request"]
     back = [h for h in answers if h.frame.ns == src.ns.name and h.frame.direction == "in"]
@@ -320,15 +322,21 @@ def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], h
         if dst_reached and icmp and icmp.fields.get("code") == 3:
             return True, None  # the destination answered "port closed": the path works
         ns = by_name.get(first.frame.ns)
-        ev = evidence.collect(plan, ns, before.get(ns.name), first.frame.iface, first.frame.direction,
-                              None, result.probe.dst if result.probe else None) if ns else []
-        return False, Stop("request", reason, req[-1] if req else None, None, ev)
+        exp = None
+        if req:
+            lf, o = req[-1].frame, _outer(req[-1].decoded)
+            exp = expected_next(plan, host_of, lf.ns, lf.iface, lf.direction, o.get("dst"), o.get("dst_mac"),
+                                o.get("dport") if o.get("l4", ("",))[0] == "udp" else None, o.get("l4"))
+        ev = [f"{ns.host}: {line}" for line in evidence.collect(
+            plan, ns, before.get(ns.name), first.frame.iface, first.frame.direction, None,
+            result.probe.dst if result.probe else None, state=state)] if ns else []
+        return False, Stop("request", reason, req[-1] if req else None, exp, ev)
     if not req:
         ns = src.ns
         return False, Stop("request", f"the probe was never seen leaving {ns.host}", None,
                            Expectation(f"leave {ns.host} by its route to {result.dst.addr}", ns.name, None, "out", "route"),
                            evidence.collect(plan, ns, before.get(ns.name), None, None,
-                                            result.probe.src if result.probe else None, result.dst.addr))
+                                            result.probe.src if result.probe else None, result.dst.addr, state=state))
     leg = "request" if not answers else answers[-1].leg
     last = req[-1] if not answers else answers[-1]
     f = last.frame
@@ -349,12 +357,16 @@ def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], h
         from .path import lookup
         r = lookup(plan, f.ns, o["dst"]) if o.get("dst") else None
         next_hop, next_dev = (r.via or o.get("dst")) if r else None, exp.iface
+        if interfaces(plan).get((f.ns, exp.iface), None) is not None and \
+                interfaces(plan)[(f.ns, exp.iface)].kind in ("tun", "ipip"):
+            next_hop = None  # NOARP devices have no neighbours to resolve
     ns = by_name.get(f.ns)
     if ns is not None:
         ev += [f"{ns.host}: {line}" for line in evidence.collect(plan, ns, before.get(ns.name), f.iface, f.direction,
-                                                                 o.get("src"), o.get("dst"), next_dev, next_hop)]
+                                                                 o.get("src"), o.get("dst"), next_dev, next_hop,
+                                                                 state=state)]
     if exp.ns and exp.ns != f.ns and exp.ns in by_name and exp.ns in before:
         other = by_name[exp.ns]
         ev += [f"{other.host}: {line}" for line in evidence.collect(plan, other, before.get(other.name), None, None,
-                                                                    None, None)]
+                                                                    None, None, state=state)]
     return False, Stop(leg, reason, last, exp, ev)

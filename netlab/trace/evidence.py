@@ -194,8 +194,10 @@ def neighbour(ns: str, addr: str, dev: str | None) -> str | None:
             f"state {','.join(e.get('state', []))}")
 
 
-def plan_problems(plan: Plan, ns: str) -> list[str]:
-    """The plan-vs-kernel diff for one namespace's objects (``netlab status``, narrowed)."""
+def plan_problems(plan: Plan, ns: str, state=None) -> list[str]:
+    """The plan-vs-kernel diff for one namespace's objects (``netlab status``, narrowed), and the
+    liveness of the namespace's daemons when the lab's state is known (a dead flannel-udp
+    forwarder is why a packet written to flannel0 goes nowhere)."""
     from ..kernel.verify import verify
 
     objs = [o for o in plan.in_ns(ns)]
@@ -204,12 +206,16 @@ def plan_problems(plan: Plan, ns: str) -> list[str]:
         if isinstance(o, Veth):
             names.update((o.a.ns, o.b.ns))
     sub = Plan(plan.lab, namespaces=[n for n in plan.namespaces if n.name in names], objects=objs)
-    rep = verify(sub)
-    return [f"{f.what.splitlines()[0]}: {f.detail}" for f in rep.problems]
+    rep = verify(sub, state)
+    out = [f"{f.what.splitlines()[0]}: {f.detail}" for f in rep.problems]
+    out += [f"daemon {d['name']} (pid {d['pid']}) is not running" for d in rep.daemons
+            if d["ns"] == ns and not d["alive"]]
+    return out
 
 
 def collect(plan: Plan, ns: Netns, before: Counters | None, iface: str | None, direction: str | None,
-            src: str | None, dst: str | None, next_hop_dev: str | None = None, next_hop: str | None = None) -> list[str]:
+            src: str | None, dst: str | None, next_hop_dev: str | None = None, next_hop: str | None = None,
+            state=None) -> list[str]:
     """Everything worth showing about namespace ``ns`` where the packet was last seen."""
     lines: list[str] = []
     if before is not None:
@@ -225,11 +231,11 @@ def collect(plan: Plan, ns: Netns, before: Counters | None, iface: str | None, d
         if n:
             lines.append(n)
     try:
-        problems = plan_problems(plan, ns.name)
+        problems = plan_problems(plan, ns.name, state)
     except Exception as e:  # verification is best effort here
         problems = [f"(could not compare with the plan: {e})"]
     if problems:
-        lines.extend(f"kernel differs from the plan: {p}" for p in problems)
+        lines.extend(p if p.startswith("daemon ") else f"kernel differs from the plan: {p}" for p in problems)
     else:
         lines.append(f"kernel matches the plan in {ns.host}")
     return lines

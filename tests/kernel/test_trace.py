@@ -337,6 +337,15 @@ def test_flannel_udp_golden_tun_and_bare_ip_in_udp_8285(lab_factory, tmp_path):
              lambda: ping(lab.ns("node1-pod1"), p.ip_b), tmp_path)
     assert int.from_bytes(f.read_bytes()[20:24], "little") == 101  # LINKTYPE_RAW in the pcap header
     assert sh("tshark", "-r", str(f), "-T", "fields", "-e", "frame.protocols").stdout.split() == ["raw:ip:icmp:data"] * 2
+    # without its user-space forwarder, nothing reads flannel0: the trace names the dead daemon
+    d = next(d for d in lab.state.daemons if d.ns == lab.ns("node1"))
+    os.kill(d.pid, 9)
+    time.sleep(0.2)
+    r = engine.run(lab.plan, "node1-pod1", "node2-pod1", timeout=0.5, state=lab.state)
+    assert not r.complete and r.stop.expected.iface == "flannel0"
+    assert rows(r)[-1][:2] == ("node1", "cni0")
+    ev = "\n".join(r.stop.evidence)
+    assert f"daemon {d.name} (pid {d.pid}) is not running" in ev and "flannel0 tx_drop" in ev
 
 
 # ---- docker-nat (DATAPATHS.md §1, the seed's Spark example) -------------------------------------
