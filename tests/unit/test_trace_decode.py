@@ -97,3 +97,9 @@ def test_vnet_hdr_mode_is_shown_as_its_own_layer():
     pkt = Ether() / IP() / UDP(sport=8285, dport=8285) / Raw(bytes(10) + bytes(inner()))
     d = decode(bytes(pkt), True)
     assert d.names == ["Ether", "IP", "UDP", "VirtioNetHdr", "IP", "ICMP"]
+
+
+def test_calico_ipip_outer_ip_carries_the_pod_packet():
+    # §3b: IP(src=NODE_IP_X, dst=NODE_IP_Y, proto=4)/IP(pod->pod); tunl0 itself shows the inner packet
+    pkt = Ether() / IP(src="10.0.0.11", dst="10.0.0.12", proto=4) / IP(src="192.168.1.2", dst="192.168.2.2") / ICMP()
+    assert decode(bytes(pkt), True).names == ["Ether", "IP", "IP", "ICMP"]
