@@ -140,3 +140,29 @@ def test_status_shows_the_daemons_then_kill_9_and_down_leave_nothing(lab_factory
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/cmdline").read().find(lab.name) < 0
     assert root_snapshot() == before
+
+
+def test_opt_in_vnet_hdr_mode_moves_gso_super_packets(lab_factory):
+    """Not flannel's packet format: labelled as such, and it really carries more than one MTU per datagram."""
+    lab = lab_factory("flannel-udp", options={"mode": "vnet-hdr"})
+    assert "NOT flannel" in lab.datapath.next_steps(lab.lab, lab.plan)
+    n1 = lab.ns("node1")
+    data = ipj(n1, "-d", "link", "show", "flannel0")[0]["linkinfo"]["info_data"]
+    assert data["vnet_hdr"] is True and data["pi"] is False
+    assert ping(lab.ns("node1-pod1"), "10.244.2.2")
+    server = subprocess.Popen(["ip", "netns", "exec", lab.ns("node2-pod1"), "iperf3", "-s", "-1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if nsexec(lab.ns("node2-pod1"), "ss", "-Hntl", "sport = :5201").stdout.strip():
+                break
+            time.sleep(0.05)
+        r = nsexec(lab.ns("node1-pod1"), "iperf3", "-c", "10.244.2.2", "-n", "20M", "-J")
+        assert r.returncode == 0, r.stdout[-500:]
+    finally:
+        server.kill()
+        server.wait()
+    time.sleep(1.1)
+    code, st = status_json(lab.name)
+    s1 = next(d for d in st["daemons"] if d["ns"] == n1)["stats"]
+    assert s1["mode"] == "vnet-hdr" and s1["udp_tx_bytes"] / s1["udp_tx"] > 1472
