@@ -300,6 +300,10 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
             result.notes.append(f"the destination answered {icmp.text.split(' ', 2)[-1]}: the path works, "
                                 f"nothing listens on {proto} {port}")
             break
+        tcp = next((l for l in h.decoded.layers if l.name == "TCP" and not l.quoted), None)
+        if h.leg == "reply" and tcp is not None and "R" in tcp.fields["flags"]:
+            result.notes.append(f"the destination answered with a reset: the path works, nothing listens on tcp {port}")
+            break
     result.elapsed = time.monotonic() - t_start
     return result
 

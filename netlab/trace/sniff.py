@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import heapq
-import os
 import select
 import socket
 import struct
@@ -39,6 +38,7 @@ from . import bpf
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD; the control message carries a struct timespec
 SO_RCVBUF = socket.SO_RCVBUF
+SO_RCVBUFFORCE = 33
 SIOCGIFMTU = 0x8921
 SIOCGIFHWADDR = 0x8927
 PACKET_OUTGOING = 4
@@ -154,7 +154,7 @@ class Sniffer:
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, rcvbuf)  # SO_RCVBUFFORCE: we are root
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)  # root may exceed rmem_max
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUF, rcvbuf)
             prog = base
@@ -191,21 +191,6 @@ class Sniffer:
         """The interfaces being captured, namespace by namespace."""
         return [Interface(s.ns, s.host, i, s.names[i], s.hatypes.get(i, bpf.ARPHRD_ETHER), s.mtus.get(i))
                 for s in self.socks for i in s.selected]
-
-    def read(self, timeout: float) -> Iterator[Frame]:
-        """Packets that arrive within ``timeout`` seconds (stop early by leaving the loop)."""
-        poller = select.poll()
-        by_fd = {}
-        for s in self.socks:
-            poller.register(s.sock.fileno(), select.POLLIN)
-            by_fd[s.sock.fileno()] = s
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            for fd, _ in poller.poll(max(1, int(left * 1000))):
-                yield from self._drain(by_fd[fd])
 
     def poll_once(self, timeout: float) -> list[Frame]:
         """Whatever is queued after waiting at most ``timeout`` seconds for the first packet."""

@@ -342,8 +342,12 @@ def test_flannel_udp_golden_tun_and_bare_ip_in_udp_8285(lab_factory, tmp_path):
     os.kill(d.pid, 9)
     time.sleep(0.2)
     r = engine.run(lab.plan, "node1-pod1", "node2-pod1", timeout=0.5, state=lab.state)
-    assert not r.complete and r.stop.expected.iface == "flannel0"
-    assert rows(r)[-1][:2] == ("node1", "cni0")
+    assert not r.complete
+    # the last sighting is the route into flannel0 (cni0 rx) or flannel0's own transmit tap, which
+    # runs before the TUN driver finds nobody attached and drops it; either way the plan's next
+    # step is the daemon's
+    assert (rows(r)[-1][:3], r.stop.expected.kind) in ((("node1", "cni0", "rx"), "route"),
+                                                       (("node1", "flannel0", "tx"), "tun"))
     ev = "\n".join(r.stop.evidence)
     assert f"daemon {d.name} (pid {d.pid}) is not running" in ev and "flannel0 tx_drop" in ev
 
