@@ -17,11 +17,20 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.packet import bind_layers
 from scapy.utils import checksum
 
-from tests.helpers import (ROOT, Capture, ipj, iptables_save, nsexec, ping, residue, root_snapshot, sysctl)
+from tests.helpers import (ROOT, Capture, ipj, iptables_save, netns_list, nsexec, ping, residue, root_snapshot,
+                           sysctl, unique_name)
 
 pytestmark = pytest.mark.kernel
 bind_layers(UDP, IP, dport=8285)
 bind_layers(UDP, IP, sport=8285)
+
+
+def running(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def status_json(name: str) -> tuple[int, dict]:
@@ -137,8 +146,7 @@ def test_status_shows_the_daemons_then_kill_9_and_down_leave_nothing(lab_factory
     assert code == 1 and [d["alive"] for d in st["daemons"]] == [False, True, True]
     lab.down()
     assert residue(lab.name) == []
-    for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/cmdline").read().find(lab.name) < 0
+    assert not [pid for pid in pids if running(pid)]
     assert root_snapshot() == before
 
 
@@ -166,3 +174,24 @@ def test_opt_in_vnet_hdr_mode_moves_gso_super_packets(lab_factory):
     code, st = status_json(lab.name)
     s1 = next(d for d in st["daemons"] if d["ns"] == n1)["stats"]
     assert s1["mode"] == "vnet-hdr" and s1["udp_tx_bytes"] / s1["udp_tx"] > 1472
+
+
+def test_daemons_outlive_the_netlab_process_and_down_all_finds_them(tmp_path):
+    """`netlab up` exits and its daemons carry on; after that process is gone, `down --all` stops
+    them by recorded PID and start time. (A private state root keeps --all away from other labs.)"""
+    name = unique_name()
+    env = dict(os.environ, NETLAB_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "netlab", "up", "flannel-udp", "--name", name, "--pods", "1", "-q"],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        assert r.returncode == 0, r.stderr
+        st = json.loads((tmp_path / "state" / name / "state.json").read_text())
+        pids = [d["pid"] for d in st["daemons"]]
+        assert len(pids) == 2 and all(os.path.exists(f"/proc/{pid}") for pid in pids)
+        assert ping(f"{name}-node1-pod1", "10.244.2.2")
+    finally:
+        d = subprocess.run([sys.executable, "-m", "netlab", "down", "--all"], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    assert d.returncode == 0 and f"{name}: removed 6 namespaces, 2 daemons" in d.stdout, d.stdout + d.stderr
+    assert not [pid for pid in pids if running(pid)]
+    assert not [n for n in netns_list() if n.startswith(name + "-")] and not (tmp_path / "state" / name).exists()
