@@ -50,7 +50,7 @@ import socket
 import struct
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Sequence
 
@@ -220,7 +220,6 @@ class Config:
     batch: int = 64
     ready: str | None = None
     stats: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class Stop(Exception):
