@@ -190,6 +190,41 @@ def test_vxlan_golden_hops_json_speed_and_nothing_left_behind(lab_factory, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_vxlan_across_two_racks_goes_through_the_router(lab_factory):
+    # issue 3's two-rack underlay: VTEPs only need IP reachability, so the VXLAN datagram is routed
+    # by the router between the racks' switches (outer TTL -1, outer MACs rewritten)
+    needs("vxlan")
+    lab = lab_factory("vxlan", racks=2)
+    a, b = lab.ns("node1-pod1"), lab.ns("node2-pod1")
+    ip_b = addr(b)
+    ping(a, ip_b)
+    s1, s2, rt = lab.ns("switch1"), lab.ns("switch2"), lab.ns("router")
+    n1_port, n2_port = peer(lab.ns("node1"), "eth0", s1), peer(lab.ns("node2"), "eth0", s2)
+    def leg_into(switch: str) -> tuple[str, str]:
+        """(router interface, switch port) of the veth between the router and ``switch``."""
+        for l in ipj(rt, "link"):
+            if l["ifname"] != "lo":
+                try:
+                    return l["ifname"], peer(rt, l["ifname"], switch)
+                except AssertionError:
+                    continue
+        raise AssertionError(f"router has no leg into {switch}")
+
+    (leg1, r1_port), (leg2, r2_port) = leg_into(s1), leg_into(s2)
+    host_a, host_b = peer(a, "eth0", lab.ns("node1")), peer(b, "eth0", lab.ns("node2"))
+    request = [("node1-pod1", "eth0", "tx"), ("node1", host_a, "rx"), ("node1", "cni0", "rx"), ("node1", "flannel.1", "tx"),
+               ("node1", "eth0", "tx"), ("switch1", n1_port, "rx"), ("switch1", r1_port, "tx"), ("router", leg1, "rx"),
+               ("router", leg2, "tx"), ("switch2", r2_port, "rx"), ("switch2", n2_port, "tx"), ("node2", "eth0", "rx"),
+               ("node2", "flannel.1", "rx"), ("node2", "cni0", "tx"), ("node2", host_b, "tx"), ("node2-pod1", "eth0", "rx")]
+    stacks = [E3] * 4 + [VX] * 8 + [E3] * 4
+    r = trace(lab, "node1-pod1", "node2-pod1")
+    assert r.complete
+    assert rows(r) == with_stacks(request, stacks) + with_stacks(mirror(request), stacks[::-1])
+    routed = hop(r, "request", "router", leg2, "tx")
+    assert [c.kind for c in routed.changes] == ["mac-rewrite", "ttl"]
+    assert layer(routed, "IP")["ttl"] == 63 and layer(routed, "IP", 1)["ttl"] == 63  # outer and inner
+
+
 def test_vxlan_broken_fdb_names_the_hop_where_the_packet_stops(lab_factory):
     needs("vxlan")
     lab = lab_factory("vxlan")
