@@ -45,12 +45,13 @@ def link(ns: str, name: str) -> dict:
 
 
 def peer(ns: str, name: str, peer_ns: str) -> str:
-    """The name, in ``peer_ns``, of the other end of veth ``ns:name``."""
+    """The name, in ``peer_ns``, of the other end of veth ``ns:name``: the link's peer namespace id
+    (``link_netnsid``, mapped to a name by ``ip netns list-id``) and peer ifindex (``link_index``)."""
     me = link(ns, name)
-    for l in ipj(peer_ns, "link"):
-        if l["ifindex"] == me.get("link_index") and l.get("link_index") == me["ifindex"]:
-            return l["ifname"]
-    raise AssertionError(f"no peer of {ns}:{name} in {peer_ns}")
+    ids = json.loads(sh("ip", "-j", "-n", ns, "netns", "list-id", check=False).stdout or "[]")
+    if {i.get("name") for i in ids if i["nsid"] == me.get("link_netnsid")} != {peer_ns}:
+        raise AssertionError(f"{ns}:{name} has no peer in {peer_ns}")
+    return next(l["ifname"] for l in ipj(peer_ns, "link") if l["ifindex"] == me["link_index"])
 
 
 def addr(ns: str, dev: str = "eth0") -> str:
