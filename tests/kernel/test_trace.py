@@ -367,6 +367,13 @@ def test_flannel_udp_golden_tun_and_bare_ip_in_udp_8285(lab_factory, tmp_path):
     assert hop(r, "request", "node1", "flannel0", "tx").frame.ethernet is False
     # §2a: the inner TTL drops by 2 per tunnel crossing on top of the two forwarding decrements
     assert layer(hop(r, "request", "node2-pod1", "eth0", "rx"), "IP")["ttl"] == 64 - 1 - 2 - 1
+    # tshark agrees on the underlay: told that UDP 8285 carries IP (as flanneld's proxy sends it)
+    u = tmp_path / "udp.pcapng"
+    cp = _capture(lab, ["node1:eth0", "node1:flannel0", "-w", str(u), "-c", "4", "--decode",
+                        "--filter", "icmp or udp port 8285"], lambda: ping(lab.ns("node1-pod1"), p.ip_b), tmp_path)
+    ours = netlab_stacks(cp.stdout)
+    assert ("node1:eth0", "eth:ip:udp:ip:icmp") in ours and ("node1:flannel0", "ip:icmp") in ours
+    assert tshark_stacks(u, "udp.port==8285,ip") == ours
     # a TUN capture is raw IP for tshark too
     f = tmp_path / "tun.pcap"
     _capture(lab, ["node1:flannel0", "-w", str(f), "-c", "2", "--filter", "icmp"],
