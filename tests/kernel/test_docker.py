@@ -45,6 +45,16 @@ def connect(ns: str, ip: str, port: int) -> re.Match:
     return m
 
 
+def captured(cap: Capture, timeout: float = 3.0) -> list:
+    """The capture's packets once tcpdump has its ``count`` (or after ``timeout``): a loaded machine may
+    take a while to schedule tcpdump, so a fixed short wait is not enough."""
+    try:
+        cap.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return cap.packets(wait=0)
+
+
 def save_rules(ns: str) -> dict[str, list[str]]:
     """``iptables-save`` -> {table: [-A lines]}, plus {table+':policy': [':CHAIN POLICY' lines]}."""
     out: dict[str, list[str]] = defaultdict(list)
@@ -141,7 +151,7 @@ def test_bridge_lab_facts_l2_masquerade_and_clean_down(lab_factory, tmp_path):
     assert not [r for r in ipj(lab.ns("router"), "route") if r["dst"].startswith("172.17")]
     cap = Capture(lab.ns("router"), "eth0", "icmp", tmp_path / "r.pcap", count=4)
     assert ping(c1, "192.168.100.1", count=2)
-    pkts = cap.packets(wait=0.3)
+    pkts = captured(cap)
     req = [p for p in pkts if p.haslayer(ICMP) and p[ICMP].type == 8]
     assert req and {p[IP].src for p in req} == {"192.168.100.11"}
     assert counter(node, "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE") > 0
@@ -158,9 +168,9 @@ def test_bridge_overrides_two_hosts_four_containers(lab_factory, tmp_path):
     check_docker_host(node2, {lab.ns(f"container{i}"): f"172.17.0.{i - 3}" for i in range(5, 9)})
     c5 = lab.ns("container5")  # node2's first container: 172.17.0.2 again
     assert ping(c5, "172.17.0.5")  # container8, same host
-    cap = Capture(lab.ns("router"), "eth0", "icmp[icmptype] == 8", tmp_path / "r.pcap", count=2)
+    cap = Capture(lab.ns("router"), "eth0", "icmp[icmptype] == 8", tmp_path / "r.pcap", count=1)
     assert ping(c5, "192.168.100.1")
-    assert {p[IP].src for p in cap.packets(wait=0.3)} == {"192.168.100.12"}
+    assert {p[IP].src for p in captured(cap)} == {"192.168.100.12"}
 
 
 # --- docker-nat --------------------------------------------------------------------------------
@@ -185,7 +195,7 @@ def test_docker_nat_facts_published_port_three_rewrites(lab_factory, tmp_path):
     assert (m["local"], m["peer"], m["pport"]) == ("172.17.0.2", "192.168.100.12", "12347")
     sport, natport = int(m["lport"]), int(m["seen_port"])
 
-    syn = [p for p in wire.packets(wait=0.3) if p.haslayer(TCP)]
+    syn = [p for p in captured(wire) if p.haslayer(TCP)]
     first, reply = syn[0], next(p for p in syn if p[IP].src == "192.168.100.12")
     # 1. SNAT on node1: on the wire the source is node1:<natport>, not 172.17.0.2
     assert (first[IP].src, first[TCP].sport, first[IP].dst, first[TCP].dport) == \
@@ -194,7 +204,7 @@ def test_docker_nat_facts_published_port_three_rewrites(lab_factory, tmp_path):
     assert (reply[IP].src, reply[TCP].sport, reply[IP].dst, reply[TCP].dport) == \
         ("192.168.100.12", 12347, "192.168.100.11", natport)
     # 2. DNAT on node2: inside executor3 the SYN is addressed to 172.17.0.2:7070
-    s3 = next(p for p in inside.packets(wait=0.1) if p.haslayer(TCP) and p[TCP].flags == "S")
+    s3 = next(p for p in captured(inside) if p.haslayer(TCP) and p[TCP].flags == "S")
     assert (s3[IP].src, s3[TCP].sport, s3[IP].dst, s3[TCP].dport) == ("192.168.100.11", natport, "172.17.0.2", 7070)
     # conntrack holds both tuples of each rewrite: the reverse translation needs no rule
     ct1 = [l for l in conntrack(n1) if f"sport={sport} dport=12347" in l]
