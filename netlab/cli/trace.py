@@ -27,7 +27,10 @@ def command(lab: str, src: str, dst: str, proto: str, port: int | None, size: in
             as_json: bool) -> None:
     """Send one probe from SRC to DST (a pod, node or address) in LAB and show it at every hop:
     namespace, interface, direction, decoded headers, and what each hop changed. If it stops, say
-    where, what the plan expected next, and what the kernel counted."""
+    where, what the plan expected next, and what the kernel counted.
+
+    Offloads are never changed: the probe is one packet no larger than the source MTU (DF set),
+    so no hop shows a GSO super-frame for it (netlab capture marks the ones a TCP stream makes)."""
     require_root()
     from ..trace import engine, render
 
