@@ -13,7 +13,9 @@ from ..errors import NetlabError
 @click.command("list")
 def command() -> None:
     """List the labs, one line each (and which are up)."""
-    up = {s.labfile: s.lab for s in state.all_labs()}
+    up: dict[str, list[str]] = {}
+    for s in state.all_labs():
+        up.setdefault(s.labfile, []).append(s.lab)
     table = Table(box=None, show_header=True, header_style="bold")
     table.add_column("lab")
     table.add_column("datapath")
@@ -22,7 +24,7 @@ def command() -> None:
     for path in model.available():
         try:
             lab = model.load(str(path))
-            table.add_row(path.stem, lab.datapath, up.get(str(path), ""), lab.description)
+            table.add_row(path.stem, lab.datapath, " ".join(up.get(str(path), [])), lab.description)
         except NetlabError as e:
             table.add_row(path.stem, "?", "", f"[red]invalid: {e}[/red]")
     Console().print(table)
