@@ -27,6 +27,8 @@ from .stats import Ratio
 
 #: tolerance for "about as fast as": the reference's ratio ± 10 %
 ABOUT = 0.10
+#: a ratio whose min/max range is wider than this cannot confirm a claim by overlap alone
+WIDE = 0.30
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ def classify(datapath: str, requires: Iterable[str], kinds: set[str], nodes: int
 
 @dataclass(frozen=True)
 class Verdict:
-    """``status`` is ``holds``, ``does not hold`` or ``n/a``; ``why`` is one line."""
+    """``status`` is ``holds``, ``does not hold``, ``inconclusive`` (the runs spread too widely to
+    tell) or ``n/a``; ``why`` is one line."""
 
     status: str
     why: str
@@ -128,10 +131,16 @@ def verdict(claim: Claim | None, measured: Ratio | None, ctx: Context, ref_ratio
     if claim.ref and not relative:
         against = f" (no {claim.ref} lab measured: seed's figure used)"
     rng = f"{lo:.2f}–{hi:.2f}"
+    wide = measured.high - measured.low > WIDE
+    spread = f"{measured.low:.2f}–{measured.high:.2f}"
     if lo <= measured.value <= hi:
-        return Verdict("holds", f"ratio {measured.value:.2f} in {rng}{against}")
+        return Verdict("holds", f"ratio {measured.value:.2f} in {rng}{against}"
+                                + (f" (but the runs spread {spread})" if wide else ""))
     if measured.overlaps(lo, hi):
-        return Verdict("holds", f"within the spread ({measured.low:.2f}–{measured.high:.2f} meets {rng}){against}")
+        if wide:
+            return Verdict("inconclusive", f"ratio {measured.value:.2f} vs {rng}{against}, but the runs spread "
+                                           f"{spread}: too noisy to tell (more --repeat/--duration, a quieter machine)")
+        return Verdict("holds", f"within the spread ({spread} meets {rng}){against}")
     above = measured.value > hi
     loss = mss_loss(ctx.mss, ctx.base_mss)
     mtu = f"MTU {ctx.mtu}" if ctx.mtu else "a smaller MTU"

@@ -98,9 +98,6 @@ class Tracker:
         self.started.append(p.pid)
         return p
 
-    def done(self, p: subprocess.Popen) -> None:
-        self.stop(p)
-
     def stop(self, p: subprocess.Popen) -> None:
         entry = self._live.pop(p.pid, None)
         if entry and p.poll() is None:

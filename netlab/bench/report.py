@@ -169,6 +169,34 @@ def document(out: Outcome, an: Analysis) -> dict:
     }
 
 
+def outcome_from_document(doc: dict) -> Outcome:
+    """Rebuild an :class:`Outcome` from a ``--json`` document, so a saved run can be analysed and
+    drawn again (``netlab bench --from-json``) without measuring anything."""
+    from .iperf import Endpoint, RunResult, Test
+    from .runner import Sample, Settings, Slot
+    from .targets import Skipped, Target
+
+    if doc.get("schema") != SCHEMA:
+        from ..errors import NetlabError
+
+        raise NetlabError(f"not a netlab bench document (schema {doc.get('schema')!r}, expected {SCHEMA!r})",
+                          "give the file 'netlab bench --json' wrote")
+    st = doc["settings"]
+    settings = Settings(labs=st["labs"], duration=st["duration_s"], repeat=st["repeat"], parallel=st["parallel"],
+                        udp_size=st["udp_size"], offload="both" if len(st["offload"]) == 2 else st["offload"][0],
+                        against_explain=st["against_explain"], prefix=st["prefix"])
+    tests = [Test(t["id"], t["label"], tuple(t["args"]), t["unit"]) for t in doc["tests"]]
+    targets = [Target(t["id"], t["kind"], t["instance"], Endpoint(**t["src"]), Endpoint(**t["dst"]),
+                      t["sender_namespaces"], lab=t["lab"], datapath=t["datapath"], claim=t["claim"],
+                      brought_up=t["brought_up"], mtu=t["mtu"], notes=t["notes"]) for t in doc["targets"]]
+    samples = [Sample(Slot(r["offload"], r["round"], r["test"], r["target"]),
+                      RunResult(r["value"], r["unit"], r["client"], r["server"], r["error"], r["mss"],
+                                r["client_pid"], r["server_pid"], r["started"], r["seconds"])) for r in doc["runs"]]
+    return Outcome(settings, tests, targets, [Skipped(**x) for x in doc["skipped"]], samples,
+                   offload_state=doc.get("offload_state", {}), started=doc["started"], seconds=doc["seconds"],
+                   pids=doc.get("pids", []))
+
+
 # -- the table ---------------------------------------------------------------------------------------
 
 def _fmt(s: Summary | None, unit: str) -> tuple[str, str, str]:
@@ -213,7 +241,7 @@ def tables(out: Outcome, an: Analysis):
             if v is None:
                 vtext = Text("baseline" if r.kind == "baseline" else "")
             else:
-                style = {"holds": "green", "does not hold": "yellow"}.get(v.status, "dim")
+                style = {"holds": "green", "does not hold": "yellow", "inconclusive": "magenta"}.get(v.status, "dim")
                 vtext = Text(v.line, style=style)
             if r.errors and r.summary is None:
                 vtext = Text(f"failed: {r.errors[0]}", style="red")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..bench import report
+from ..errors import NetlabError
 from ..bench.runner import Reporter, Settings, run
 
 
@@ -76,10 +77,12 @@ class RichReporter(Reporter):
               help="Also build each lab with its own 'explain' script and compare (netlab/explain ≥ 0.95).")
 @click.option("--prefix", default="", help="Prefix for the instance names the bench brings up (e.g. 'b-').")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result, every raw iperf3 JSON included, on stdout.")
+@click.option("--from-json", "from_json", type=click.File("r"),
+              help="Measure nothing: analyse and print a document an earlier 'netlab bench --json' wrote.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True),
               help="Draw the ratios as a bar chart into this PNG (needs matplotlib).")
 def command(labs: tuple[str, ...], duration: int, repeat: int, parallel: int, udp_size: int, offload: str,
-            against_explain: bool, prefix: str, as_json: bool, plot_path: str | None) -> None:
+            against_explain: bool, prefix: str, as_json: bool, from_json, plot_path: str | None) -> None:
     """Measure pod-to-pod throughput across nodes for LABS (default: every lab this kernel can run).
 
     Each lab is brought up (or used, if already up under its name), iperf3 runs from the first pod
@@ -92,11 +95,19 @@ def command(labs: tuple[str, ...], duration: int, repeat: int, parallel: int, ud
     out = err if as_json else Console(width=None if sys.stdout.isatty() else 200)
     settings = Settings(labs=list(labs), duration=duration, repeat=repeat, parallel=parallel, udp_size=udp_size,
                         offload=offload, against_explain=against_explain, prefix=prefix)
-    reporter = RichReporter(err)
-    try:
-        outcome = run(settings, reporter)
-    finally:
-        reporter.stop()
+    if from_json is not None:
+        try:
+            outcome = report.outcome_from_document(json.load(from_json))
+        except (ValueError, KeyError, TypeError) as e:
+            raise NetlabError(f"{from_json.name} is not a netlab bench document ({type(e).__name__}: {e})",
+                              "give the file 'netlab bench --json' wrote") from None
+        settings = outcome.settings
+    else:
+        reporter = RichReporter(err)
+        try:
+            outcome = run(settings, reporter)
+        finally:
+            reporter.stop()
     an = report.analyse([t.as_dict() for t in outcome.targets], [s.as_dict() for s in outcome.samples],
                         [t.id for t in outcome.tests], settings.offloads)
     for tb in report.tables(outcome, an):

@@ -102,6 +102,22 @@ def test_short_bench_json_schema_positive_rates_nothing_left_behind():
     assert root_snapshot() == before
 
 
+def test_a_saved_document_is_analysed_again_without_measuring(tmp_path):
+    p = prefix()
+    r = bench("vxlan", "--duration", "1", "--repeat", "1", "--prefix", p, "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = tmp_path / "bench.json"
+    saved.write_text(r.stdout)
+    again = bench("--from-json", str(saved), "--plot", str(tmp_path / "bench.png"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "offload on" in again.stdout and "vxlan" in again.stdout and "VXLAN costs 20–30 %" in again.stdout
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something else"}')
+    r = bench("--from-json", str(bad))
+    assert r.returncode != 0 and "not a netlab bench document" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_against_explain_measures_the_script_built_twin_and_removes_it():
     p = prefix()
     r = bench("vxlan", "--duration", "1", "--repeat", "1", "--prefix", p, "--json", "--against-explain")

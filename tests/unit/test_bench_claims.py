@@ -42,6 +42,16 @@ def test_overlap_with_the_spread_still_holds_and_says_so():
     assert v.status == "holds" and "spread" in v.why
 
 
+def test_a_wide_spread_that_merely_overlaps_is_inconclusive():
+    v = verdict(CLAIMS["host-gw"], Ratio(0.54, 0.50, 1.35), Context("tcp", "on"))
+    assert v.status == "inconclusive" and "0.50–1.35" in v.why
+
+
+def test_a_median_inside_the_claim_holds_but_mentions_a_wide_spread():
+    v = verdict(CLAIMS["vxlan"], Ratio(0.75, 0.40, 1.20), Context("tcp", "on"))
+    assert v.status == "holds" and "spread 0.40–1.20" in v.why
+
+
 def test_vxlan_too_cheap_with_offloads_on_blames_offload():
     v = verdict(CLAIMS["vxlan"], r(0.97), Context("tcp", "on", 1450, 1398, 1448))
     assert v.status == "does not hold" and "offload" in v.why and "\n" not in v.line
