@@ -177,7 +177,7 @@ def load(lab: str, name: str | None = None, overrides: dict | None = None) -> La
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise LabFileError(f"{src}: the lab file must be a YAML mapping", f"start from labs/vxlan.yaml")
+        raise LabFileError(f"{src}: the lab file must be a YAML mapping", "start from labs/vxlan.yaml")
     _mapping(src, "", doc, LAB_FIELDS)
     overrides = dict(overrides or {})
     opt_over = overrides.pop("options", {}) or {}

@@ -101,7 +101,7 @@ def load(lab: str) -> State:
     except FileNotFoundError:
         raise NetlabError(f"lab '{lab}' is not up (no {path})", "see 'netlab status' for the labs that are up") from None
     except json.JSONDecodeError:
-        raise NetlabError(f"state file {path} is damaged", f"inspect it; 'netlab down --all' skips it") from None
+        raise NetlabError(f"state file {path} is damaged", "inspect it; 'netlab down --all' skips it") from None
     if raw.get("owner") != OWNER or "token" not in raw:
         raise NetlabError(f"{path} carries no netlab ownership marker", "netlab will not touch it; remove it by hand")
     raw["daemons"] = [DaemonRecord(**d) for d in raw.get("daemons", [])]

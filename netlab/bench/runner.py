@@ -20,7 +20,7 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ..errors import NetlabError
 from ..kernel import netns, probe

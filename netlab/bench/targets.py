@@ -23,26 +23,21 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Callable
 
 from .. import api, model, naming
-from ..datapaths import get, underlay
+from ..datapaths import get
 from ..errors import NetlabError
 from ..explain import script
 from ..kernel import netns, probe, procs
-from ..kernel.apply import apply
 from ..kernel.teardown import teardown
 from ..kernel.verify import verify
-from ..plan import Addr, Daemon, Netns, Plan, Veth, VethEnd
+from ..plan import Addr, Daemon, Netns, Plan
 from ..state import DaemonRecord, State, all_labs
-from ..topology import resolve
 from .claims import classify
 from .iperf import Endpoint, Tracker
 
-BASELINE_LABFILE = "(netlab bench baseline: no lab file)"
-VETH_NET = IPv4Network("10.255.255.0/30")
 
 
 @dataclass
@@ -190,7 +185,8 @@ def kernel_gap(requires: tuple[str, ...], tools: tuple[str, ...]) -> str | None:
 
 def select(labs: list[str], prefix: str) -> tuple[list[Candidate], list[Skipped]]:
     """The labs to measure (all of labs/ when ``labs`` is empty) and those skipped, with why."""
-    names = labs or [p.stem for p in model.available()]
+    # the baseline lab is what every other lab is compared with, never a contestant
+    names = labs or [p.stem for p in model.available() if p.stem != "baseline"]
     up = {s.lab: s for s in all_labs()}
     found, skipped = [], []
     for name in names:
@@ -398,35 +394,14 @@ def _wait_ready(plan: Plan, state: State, timeout: float = 10.0) -> None:
 
 def baseline_plan(instance: str) -> Plan:
     """The bare underlay of two nodes (what every lab sits on) plus one veth pair between two
-    fresh namespaces. Built with the labs' own :func:`underlay.build`, so it is the same wire."""
-    lab = model.Lab(name=instance, file=Path(BASELINE_LABFILE), datapath="bench-baseline",
-                    description="netlab bench baselines", nodes=2, pods=0, underlay=model.Underlay(),
-                    pod_cidr=IPv4Network("10.244.0.0/16"), options=None)
-    p = Plan(instance)
-    underlay.build(lab, resolve(lab), p)
-    a, b = naming.ns(instance, "veth-a"), naming.ns(instance, "veth-b")
-    p.add_ns(Netns(a, "host", "veth-a"))
-    p.add_ns(Netns(b, "host", "veth-b"))
-    hosts = list(VETH_NET.hosts())
-    p.add(Veth(VethEnd(a, "eth0"), VethEnd(b, "eth0")),
-          Addr(a, "eth0", str(IPv4Interface((hosts[0], VETH_NET.prefixlen)))),
-          Addr(b, "eth0", str(IPv4Interface((hosts[1], VETH_NET.prefixlen)))))
-    p.check()
-    return p
+    fresh namespaces: the ``baseline`` lab (netlab/datapaths/baseline.py)."""
+    return api.build_plan(model.load("baseline", name=instance))
 
 
 def baseline_targets(instance: str) -> list[Target]:
-    """Apply the baseline plan through the engine; two targets that share one teardown."""
-    plan = baseline_plan(instance)
-    state = State(lab=instance, labfile=BASELINE_LABFILE, namespaces=[n.name for n in plan.namespaces])
-    state.claim()
-    try:
-        apply(plan, state)
-        state.complete = True
-        state.save()
-    except BaseException:
-        teardown(state)
-        raise
+    """Bring the ``baseline`` lab up through the engine; two targets that share one teardown."""
+    handle = api.up("baseline", name=instance)
+    plan = handle.plan
     n1, n2 = plan.host("node1"), plan.host("node2")
     va, vb = plan.host("veth-a"), plan.host("veth-b")
 
@@ -438,7 +413,7 @@ def baseline_targets(instance: str) -> list[Target]:
     def down() -> None:
         if not once["done"]:
             once["done"] = True
-            teardown(state)
+            handle.down()
 
     underlay_t = Target("underlay", "baseline", instance, ep(n1), ep(n2), [n1.name], _down=down, brought_up=True)
     veth_t = Target("veth", "baseline", instance, ep(va), ep(vb), [va.name], _down=down, brought_up=True)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import api, state
+from ..errors import NetlabError
 from ..kernel.probe import require_root
 from ..plan import Addr, Daemon
 
@@ -23,7 +24,16 @@ def command(lab: str | None, as_json: bool) -> None:
     names = [lab] if lab else [s.lab for s in state.all_labs()]
     results = []
     for name in names:
-        h = api.attach(name)
+        try:
+            h = api.attach(name)
+        except NetlabError as e:
+            if lab:
+                raise
+            # one lab whose plan cannot be rebuilt (its lab file changed or vanished) must not
+            # hide the others: report it and go on
+            results.append({"lab": name, "datapath": "?", "ok": False, "error": str(e), "checked": 0,
+                            "problems": [], "missing_namespaces": [], "daemons": [], "hosts": []})
+            continue
         rep = h.verify()
         hosts = [{"host": n.host, "ns": n.name, "role": n.role,
                   "addresses": [a.cidr for a in h.plan.of(Addr) if a.ns == n.name]} for n in h.plan.namespaces]
@@ -39,6 +49,9 @@ def command(lab: str | None, as_json: bool) -> None:
     if not results:
         out.print("no labs are up")
     for r in results:
+        if r.get("error"):
+            out.print(f"[bold]{r['lab']}[/bold]: [red]cannot check[/red]: {r['error']}", highlight=False)
+            continue
         verdict = "[green]healthy[/green]" if r["ok"] else f"[red]{len(r['problems'])} problems[/red]"
         out.print(f"[bold]{r['lab']}[/bold] ({r['datapath']}): {verdict}, {r['checked']} kernel objects checked")
         if lab:

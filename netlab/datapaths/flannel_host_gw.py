@@ -69,7 +69,7 @@ def next_steps(lab: Lab, p: Plan) -> str:
         f"ping across nodes:   netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
         f"no tunnel, just L2:  ip netns exec {topo.nodes[0].rack.ns} tcpdump -eni br0 icmp",
         f"the routes:          netlab exec {lab.name} node1 -- ip route",
-        f"the limit:           netlab up host-gw --name hg2 --racks 2   (refused: not on-link)",
+        "the limit:           netlab up host-gw --name hg2 --racks 2   (refused: not on-link)",
     ])
 
 

@@ -26,7 +26,7 @@ from .. import naming
 from ..errors import LabFileError
 from ..model import Lab
 from ..plan import Addr, Fdb, Neigh, Plan, Route, Sysctl, Vxlan
-from ..topology import nth_host, resolve
+from ..topology import resolve
 from . import Datapath, cni, flannel, underlay
 
 DEVICE = "flannel.{vni}"

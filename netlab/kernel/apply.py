@@ -25,7 +25,7 @@ from typing import Callable
 
 from ..errors import ApplyError, NetlabError
 from ..explain import describe
-from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth, VethEnd,
+from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth,
                     Vxlan)
 from ..state import DaemonRecord, State
 from . import netns, procs, tun

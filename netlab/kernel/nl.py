@@ -18,7 +18,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface
 from typing import Any
 
 from . import netns
@@ -26,7 +26,7 @@ from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IF
                     IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_INFO_SLAVE_DATA, IFLA_INFO_SLAVE_KIND, IFLA_LINKINFO,
                     IFLA_NET_NS_FD, IFLA_VXLAN_ID, IFLA_VXLAN_LEARNING, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL,
                     IFLA_VXLAN_PORT, NDA_DST, NDA_LLADDR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
-                    NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTA_DST, RTA_GATEWAY, RTA_OIF,
+                    NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR, RTA_DST, RTA_GATEWAY, RTA_OIF,
                     RTA_PREFSRC, RTA_TABLE, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE,
                     VETH_INFO_PEER, attr, be16, header, ifaddrmsg, ifinfomsg, ipv4, link_attrs, lladdr, ndmsg,
                     nest, parse_attrs, rtmsg, string, u8, u32)

@@ -9,13 +9,12 @@ command line ``explain`` prints for it.
 from __future__ import annotations
 
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from ..explain import describe
 from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth,
-                    VethEnd, Vxlan)
+                    Vxlan)
 from ..state import State
 from . import netns, procs
 from .nl import PROTOS, RTNH_F_ONLINK, RTYPES, SCOPES, NsLink

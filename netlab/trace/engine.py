@@ -212,7 +212,7 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
     if src.ns is None:
         raise NetlabError(f"the source {src_spec} is not in lab '{plan.lab}'", "trace from a pod or node of the lab")
     if proto in ("tcp", "udp") and port is None:
-        raise NetlabError(f"a {proto} probe needs a destination port", f"add --port N (e.g. --port 80)")
+        raise NetlabError(f"a {proto} probe needs a destination port", "add --port N (e.g. --port 80)")
     if size is None:
         size = 0 if proto == "tcp" else 56
     nss = path_namespaces(plan, src, dst)

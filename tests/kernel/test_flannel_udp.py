@@ -14,15 +14,24 @@ import time
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
-from scapy.packet import bind_layers
+from scapy.packet import bind_layers, split_layers
 from scapy.utils import checksum
 
 from tests.helpers import (ROOT, Capture, ipj, iptables_save, netns_list, nsexec, ping, residue, root_snapshot,
                            sysctl, unique_name)
 
 pytestmark = pytest.mark.kernel
-bind_layers(UDP, IP, dport=8285)
-bind_layers(UDP, IP, sport=8285)
+
+
+@pytest.fixture(autouse=True)
+def flannel_udp_payload_is_ip():
+    """flannel's UDP payload is a bare IP packet (DATAPATHS.md §7): bind it for these tests only,
+    so scapy's global layer table is left as other tests expect it."""
+    bind_layers(UDP, IP, dport=8285)
+    bind_layers(UDP, IP, sport=8285)
+    yield
+    split_layers(UDP, IP, dport=8285)
+    split_layers(UDP, IP, sport=8285)
 
 
 def running(pid: int) -> bool:

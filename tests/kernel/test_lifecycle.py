@@ -14,7 +14,7 @@ import pytest
 
 from netlab import api
 from netlab.kernel.apply import Applier
-from tests.helpers import ROOT, ipj, netns_list, ping, residue, root_snapshot, sh, unique_name
+from tests.helpers import ROOT, netns_list, ping, residue, root_snapshot, sh, unique_name
 
 pytestmark = pytest.mark.kernel
 NETLAB = [sys.executable, "-m", "netlab"]

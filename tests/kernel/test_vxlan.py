@@ -13,7 +13,7 @@ from scapy.layers.vxlan import VXLAN
 
 from netlab import api, model
 from netlab.explain import script
-from tests.helpers import (ROOT, Capture, bridgej, ipj, iptables_save, nsexec, ping, residue, root_snapshot, sh,
+from tests.helpers import (ROOT, Capture, bridgej, ipj, iptables_save, ping, sh,
                            sysctl, unique_name)
 
 pytestmark = pytest.mark.kernel

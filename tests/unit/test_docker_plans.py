@@ -11,7 +11,7 @@ from netlab import api, datapaths, model
 from netlab.datapaths import docker
 from netlab.errors import LabFileError
 from netlab.explain import script
-from netlab.plan import Addr, Bridge, Daemon, Netns, Route, Ruleset, Sysctl, Veth
+from netlab.plan import Addr, Bridge, Daemon, Route, Ruleset, Sysctl, Veth
 
 VETH_RE = re.compile(r"^veth[0-9a-f]{7}$")
 
