@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from ..errors import LabFileError
 from ..plan import Rule, Ruleset
-from ..topology import Node
+from ..topology import Node, Pod, resolve
 
 KUBE_PROXY_MARK = "0x4000/0x4000"
 
@@ -27,8 +28,6 @@ def lease(cluster: IPv4Network, node: Node) -> IPv4Network:
 
 
 def check_leases(lab) -> None:
-    from ..errors import LabFileError
-
     if lab.pod_cidr.prefixlen > 22:
         raise LabFileError(f"{lab.file}: pod_cidr: {lab.pod_cidr} is too small for flannel",
                            "flannel hands each node a /24: use a /22 or larger network (default 10.244.0.0/16)")
@@ -58,3 +57,24 @@ def masq_rules(ns: str, cluster: IPv4Network, subnet: IPv4Network) -> Ruleset:
             Rule("filter", "FLANNEL-FWD", f"-d {c} {fwd} -j ACCEPT"),
         ),
     )
+
+
+def validate(lab, mtu: int = 0, overhead: int = 0, what: str = "") -> None:
+    """Leases fit, and an encapsulating backend's MTU plus its ``overhead`` fits the underlay."""
+    check_leases(lab)
+    if overhead and mtu + overhead > lab.underlay.mtu:
+        raise LabFileError(f"{lab.file}: options.mtu: {mtu} + {overhead} bytes of {what} "
+                           f"exceeds the underlay MTU {lab.underlay.mtu}",
+                           f"use options.mtu <= {lab.underlay.mtu - overhead} or leave it unset")
+
+
+def cross_node_ping(lab) -> tuple[Pod, str] | None:
+    """The first pod of node 1 and the address of the first pod of node 2: the ping every
+    flannel lab suggests after ``up``. None when the lab has fewer than two nodes or no pods."""
+    from .cni import pod_ip
+
+    topo = resolve(lab)
+    if len(topo.nodes) < 2 or not topo.pods:
+        return None
+    dst_node = topo.nodes[1]
+    return topo.pods_of(topo.nodes[0])[0], str(pod_ip(lease(lab.pod_cidr, dst_node), topo.pods_of(dst_node)[0]).ip)

@@ -60,14 +60,13 @@ def explain_refusal(lab: Lab, obj, err: int | None) -> tuple[str, str] | None:
 
 
 def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    if len(topo.nodes) < 2 or not topo.pods:
+    example = flannel.cross_node_ping(lab)
+    if example is None:
         return f"netlab status {lab.name}"
-    src = topo.pods_of(topo.nodes[0])[0]
-    dst = cni.pod_ip(flannel.lease(lab.pod_cidr, topo.nodes[1]), topo.pods_of(topo.nodes[1])[0]).ip
+    src, dst = example
     return "\n".join([
         f"ping across nodes:   netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
-        f"no tunnel, just L2:  ip netns exec {topo.nodes[0].rack.ns} tcpdump -eni br0 icmp",
+        f"no tunnel, just L2:  ip netns exec {src.node.rack.ns} tcpdump -eni br0 icmp",
         f"the routes:          netlab exec {lab.name} node1 -- ip route",
         "the limit:           netlab up host-gw --name hg2 --racks 2   (refused: not on-link)",
     ])

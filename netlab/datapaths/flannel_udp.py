@@ -37,7 +37,6 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from ..errors import LabFileError
 from ..model import Lab
 from ..plan import Addr, Daemon, Plan, Route, Sysctl, Tun
 from ..topology import resolve
@@ -117,21 +116,15 @@ def plan(lab: Lab) -> Plan:
 
 
 def validate(lab: Lab) -> None:
-    flannel.check_leases(lab)
-    if mtu_of(lab) + OVERHEAD > lab.underlay.mtu:
-        raise LabFileError(f"{lab.file}: options.mtu: {mtu_of(lab)} + {OVERHEAD} bytes of UDP encapsulation "
-                           f"exceeds the underlay MTU {lab.underlay.mtu}",
-                           f"use options.mtu <= {lab.underlay.mtu - OVERHEAD} or leave it unset")
+    flannel.validate(lab, mtu_of(lab), OVERHEAD, "UDP encapsulation")
 
 
 def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    if len(topo.nodes) < 2 or not topo.pods:
+    example = flannel.cross_node_ping(lab)
+    if example is None:
         return f"netlab status {lab.name}"
-    src = topo.pods_of(topo.nodes[0])[0]
-    dst_pod = topo.pods_of(topo.nodes[1])[0]
-    dst = cni.pod_ip(flannel.lease(lab.pod_cidr, topo.nodes[1]), dst_pod).ip
-    sw = topo.nodes[0].rack
+    src, dst = example
+    sw = src.node.rack
     lines = [
         f"ping across nodes:    netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
         f"see bare IP in UDP:   ip netns exec {sw.ns} tcpdump -ni br0 -X udp port {lab.options.port}",
