@@ -95,14 +95,19 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--pods", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=5.0,
+                    help="seconds to wait after each teardown: the kernel frees namespaces asynchronously, "
+                         "under the rtnl lock, and the next measurement must not pay for the last one's cleanup")
     a = ap.parse_args()
     count = a.nodes * (1 + a.pods) + 2  # nodes, pods, the switch and the router
     results: dict[str, list[tuple[float, float]]] = {"netlab": [], "explain script": [], "raw floor": []}
-    for r in range(a.repeat):  # interleaved, so drift hits all three alike
-        results["raw floor"].append(raw_floor(count))
-        results["netlab"].append(netlab_run(a.nodes, a.pods))
-        results["explain script"].append(explain_run(a.nodes, a.pods))
-        print(f"round {r + 1}/{a.repeat} done", file=sys.stderr)
+    runs = [("raw floor", lambda: raw_floor(count)), ("netlab", lambda: netlab_run(a.nodes, a.pods)),
+            ("explain script", lambda: explain_run(a.nodes, a.pods))]
+    for r in range(a.repeat):  # interleaved, rotated, so drift hits all three alike
+        for name, run in runs[r % 3:] + runs[:r % 3]:
+            results[name].append(run())
+            time.sleep(a.settle)
+        print(f"round {r + 1}/{a.repeat} done", file=sys.stderr, flush=True)
     med = {k: (statistics.median(u for u, _ in v), statistics.median(d for _, d in v)) for k, v in results.items()}
     print(f"vxlan lab, {a.nodes} nodes x {a.pods} pods = {count} namespaces; median of {a.repeat} interleaved runs")
     print(f"{'':16} {'up (s)':>9} {'down (s)':>9}   all up times")

@@ -331,7 +331,7 @@ class Plan:
                 check_ifname(o.name)
             elif isinstance(o, File) and (not o.path.startswith("{run}/") or ".." in o.path.split("/")):
                 raise ValueError(f"file {o.path} is outside the lab's state directory {{run}}/")
-            elif isinstance(o, (Neigh, Fdb, Route)) and isinstance(o, Route) and o.via:
+            elif isinstance(o, Route) and o.via:
                 ip_address(o.via)
 
 

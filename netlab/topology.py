@@ -58,7 +58,7 @@ class Topology:
         return [p for p in self.pods if p.node == node]
 
     def others(self, node: Node) -> list[Node]:
-        return [n for n in self.nodes if n != node]
+        return [n for n in self.nodes if n.index != node.index]
 
 
 def resolve(lab: Lab) -> Topology:

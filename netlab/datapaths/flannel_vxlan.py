@@ -55,22 +55,26 @@ def plan(lab: Lab) -> Plan:
     underlay.build(lab, topo, p)
     dev = DEVICE.format(vni=lab.options.vni)
     mtu = mtu_of(lab)
+    # what each node publishes about itself (flannel's lease + backend-data), computed once:
+    # every other node's entries are made from it, n-1 times over
+    macs = {n.name: vtep_mac(lab, n.name) for n in topo.nodes}
+    leases = {n.name: flannel.lease(lab.pod_cidr, n) for n in topo.nodes}
     for node in topo.nodes:
-        subnet = flannel.lease(lab.pod_cidr, node)
+        subnet = leases[node.name]
         cni.attach(p, topo, node, subnet, lab.pod_cidr, mtu)
         p.add(
             Vxlan(node.ns, dev, vni=lab.options.vni, port=lab.options.port, local=node.addr, dev="eth0",
-                  learning=False, mtu=mtu, mac=vtep_mac(lab, node.name)),
+                  learning=False, mtu=mtu, mac=macs[node.name]),
             Addr(node.ns, dev, f"{subnet.network_address}/32"),
             # current flanneld: no router advertisements on the VTEP (absent where IPv6 is off)
             Sysctl(node.ns, f"net/ipv6/conf/{dev}/accept_ra", "0", required=False),
         )
         for other in topo.others(node):
-            remote = flannel.lease(lab.pod_cidr, other)
+            remote = leases[other.name]
             gw = str(remote.network_address)
             p.add(
-                Neigh(node.ns, dev, gw, vtep_mac(lab, other.name)),
-                Fdb(node.ns, dev, vtep_mac(lab, other.name), other.addr),
+                Neigh(node.ns, dev, gw, macs[other.name]),
+                Fdb(node.ns, dev, macs[other.name], other.addr),
                 Route(node.ns, str(remote), via=gw, dev=dev, onlink=True),
             )
         p.add(flannel.masq_rules(node.ns, lab.pod_cidr, subnet))
