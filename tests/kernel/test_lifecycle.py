@@ -58,18 +58,26 @@ def test_sigint_in_the_middle_of_up_rolls_back():
     before = root_snapshot()
     p = subprocess.Popen(NETLAB + ["up", "vxlan", "--name", name, "--nodes", "80", "--pods", "2"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if len([n for n in netns_list() if n.startswith(name)]) >= 20:
-            break
-        time.sleep(0.005)
-    assert p.poll() is None, "up finished before it could be interrupted"
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
-    assert "interrupted" in err and "rolled back" in err
-    assert residue(name) == []
-    assert root_snapshot() == before
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if len([n for n in netns_list() if n.startswith(name)]) >= 20:
+                break
+            time.sleep(0.005)
+        assert p.poll() is None, "up finished before it could be interrupted"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 130, err
+        assert "interrupted" in err and "rolled back" in err
+        assert residue(name) == []
+        assert root_snapshot() == before
+    finally:
+        # whatever went wrong above, this test must not leave an 80-node lab behind
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if Path(f"/run/netlab/{name}/state.json").exists():
+            run_cli("down", name)
 
 
 def test_two_labs_side_by_side_do_not_interfere(lab_factory):
