@@ -6,7 +6,8 @@ Order (see :data:`netlab.plan.PHASES`):
 2. links: bridges, veth pairs (born with each end in its own namespace), VXLAN, TUN;
 3. link settings: bridge membership, hairpin, up;
 4. addresses, sysctls, permanent neighbours, FDB entries, routes: batched per namespace;
-5. iptables rulesets, one ``iptables-restore --noflush`` per namespace;
+5. iptables rulesets, one ``iptables-restore --noflush`` per namespace: each starts as soon as
+   its namespace exists (rules name interfaces by string) and all have finished before step 6;
 6. files under the lab's state directory (daemon configs);
 7. daemons.
 
