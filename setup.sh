@@ -23,6 +23,16 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   # tshark asks whether non-root users may capture; the default (no) is right for netlab.
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # Debian and Ubuntu start (and enable) a BIRD service in the root namespace when bird2 is
+  # installed. netlab runs BIRD only inside lab namespaces, so a service it brought in by
+  # installing the package is stopped again; a bird2 that was already installed is left alone.
+  case " $missing " in
+    *" bird2 "*)
+      if command -v systemctl >/dev/null && systemctl list-unit-files bird.service >/dev/null 2>&1; then
+        systemctl disable --now bird.service >/dev/null 2>&1 || true
+        echo "setup.sh: disabled the bird.service that installing bird2 started (netlab runs BIRD in lab namespaces only)" >&2
+      fi ;;
+  esac
 fi
 
 # The virtualenv uses the distribution's Python, so the same command works on both releases.
