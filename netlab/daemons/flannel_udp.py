@@ -335,6 +335,7 @@ class Forwarder:
         """Drain up to ``batch`` packets from the TUN; send each to its node over UDP."""
         buf, mv, off, c = self.buf, self.mv, self.off, self.c
         readinto, sendto, cache, unpack = self.tunio.readinto, self.sock.sendto, self.cache, _BE32.unpack_from
+        lower_ttl = decrement_ttl  # the unit-tested function is the one that runs
         got = sent = nbytes = 0
         for _ in range(self.cfg.batch):
             n = readinto(mv)
@@ -352,17 +353,9 @@ class Forwarder:
             if peer is None:
                 self.unreachable(mv[:n])
                 continue
-            # decrement_ttl(), inlined: this loop runs for every packet
-            ttl = buf[off + 8]
-            if ttl <= 1:
+            if not lower_ttl(buf, off):
                 c.ttl_expired += 1
                 continue
-            buf[off + 8] = ttl - 1
-            s = ((buf[off + 10] << 8 | buf[off + 11]) ^ 0xFFFF) + 0xFEFF  # ~HC + ~m + m' (RFC 1624)
-            s = (s & 0xFFFF) + (s >> 16)
-            s ^= 0xFFFF
-            buf[off + 10] = s >> 8
-            buf[off + 11] = s & 0xFF
             try:
                 sendto(mv[:n], peer)
             except OSError:  # EAGAIN (socket buffer full), EMSGSIZE, no route on the underlay …
@@ -378,6 +371,7 @@ class Forwarder:
         """Drain up to ``batch`` datagrams from the socket; write each payload into the TUN."""
         buf, mv, off, c, tunfd = self.buf, self.mv, self.off, self.c, self.tunfd
         recv_into, write = self.sock.recv_into, os.write
+        lower_ttl = decrement_ttl
         got = wrote = nbytes = 0
         for _ in range(self.cfg.batch):
             try:
@@ -391,16 +385,9 @@ class Forwarder:
             if n < off + 20 or buf[off] >> 4 != 4:
                 c.malformed += 1
                 continue
-            ttl = buf[off + 8]
-            if ttl <= 1:
+            if not lower_ttl(buf, off):
                 c.ttl_expired += 1
                 continue
-            buf[off + 8] = ttl - 1
-            s = ((buf[off + 10] << 8 | buf[off + 11]) ^ 0xFFFF) + 0xFEFF
-            s = (s & 0xFFFF) + (s >> 16)
-            s ^= 0xFFFF
-            buf[off + 10] = s >> 8
-            buf[off + 11] = s & 0xFF
             try:
                 write(tunfd, mv[:n])
             except OSError:
