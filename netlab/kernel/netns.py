@@ -25,6 +25,8 @@ NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MNT_DETACH = 2
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -83,11 +85,7 @@ def create(name: str, init: Callable[[], None] | None = None, stamp: str = "") -
     """
     os.makedirs(NETNS_RUN_DIR, exist_ok=True)
     p = path(name)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    try:
-        os.write(fd, stamp.encode())
-    finally:
-        os.close(fd)
+    _create_stamped(p, stamp)
     orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     mounted = False
     try:
@@ -104,6 +102,29 @@ def create(name: str, init: Callable[[], None] | None = None, stamp: str = "") -
         os.close(orig)
         if not mounted:
             os.unlink(p)
+
+
+def _create_stamped(p: str, stamp: str) -> None:
+    """Create the mount point ``p`` already holding ``stamp``, atomically: the file is written
+    unnamed (O_TMPFILE) and then linked in, which fails with EEXIST if the name is taken. A crash
+    at any moment leaves either nothing or a file that says whose it is, never an empty one."""
+    try:
+        fd = os.open(NETNS_RUN_DIR, os.O_TMPFILE | os.O_WRONLY, 0o444)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)  # no O_TMPFILE here
+        try:
+            os.write(fd, stamp.encode())
+        finally:
+            os.close(fd)
+        return
+    try:
+        os.write(fd, stamp.encode())
+        # linkat(fd, "", AT_FDCWD, p, AT_EMPTY_PATH): give the unnamed file its name
+        _check(_libc.linkat(fd, b"", AT_FDCWD, p.encode(), AT_EMPTY_PATH), f"link {p}")
+    finally:
+        os.close(fd)
 
 
 def unmounted_stamp(name: str) -> str | None:
