@@ -37,6 +37,21 @@ STATE_DIR = "/run/netlab"
 MARKER_PREFIX = "netlab:"
 
 
+def check_instance(name: object) -> str:
+    """The one rule for a lab instance name, used by every verb (``up --name``, ``down``,
+    ``status``, ``exec``, …) before the name touches a path: 1-24 characters, lowercase letters,
+    digits and '-', starting with a letter. So ``../x``, ``''`` and a 10 kB argument are refused
+    the same way everywhere, and ``/run/netlab/<name>`` can never leave the state root."""
+    from .errors import NetlabError
+
+    text = name if isinstance(name, str) else repr(name)
+    if not isinstance(name, str) or not LAB_NAME_RE.match(name):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise NetlabError(f"lab name {shown!r} is not allowed",
+                          "use 1-24 characters: lowercase letters, digits and '-', starting with a letter")
+    return name
+
+
 def node_name(index: int) -> str:
     """Nodes are ``node1 … nodeN`` (1-based, like the subnets 10.244.1.0/24 … they get)."""
     return f"node{index}"

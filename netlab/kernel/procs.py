@@ -22,6 +22,19 @@ def start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
+def proc_state(pid: int, started: int) -> str | None:
+    """The scheduler state letter of process ``pid`` (``R``, ``S``, ``D``, ``T`` stopped, ``t``
+    traced, ``Z`` zombie, …), or None if that PID is gone or is now another process."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    rest = stat[stat.rindex(")") + 2:].split()
+    if int(rest[19]) != started:
+        return None
+    return rest[0]
+
+
 def alive(pid: int, started: int) -> bool:
     st = start_time(pid)
     if st is None or st != started:
