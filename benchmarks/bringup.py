@@ -68,8 +68,9 @@ def raw_floor(count: int) -> tuple[float, float]:
     def up() -> None:
         # the same encoder and socket handling netlab uses, with nothing else around them
         links = {}
+        netns.ensure_run_dir()
         for i, n in enumerate(names):
-            netns.create(n, init=lambda n=n: links.__setitem__(n, NsLink(n, enter=False)))
+            netns.create(n, init=lambda n=n: links.__setitem__(n, NsLink(n, enter=False)), prepare=False)
             if i:
                 b = Batch(links[n])
                 b.veth(None, "eth0", None, None, None, f"p{i}", names[i - 1], None, None)

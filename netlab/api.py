@@ -29,7 +29,7 @@ from .kernel.apply import apply
 from .kernel.teardown import TeardownReport, teardown
 from .kernel.verify import Report, verify
 from .plan import Plan
-from .state import State, load as load_state
+from .state import NoState, State, Taken, load as load_state, remove_stateless
 
 
 def build_plan(lab: model.Lab) -> Plan:
@@ -86,7 +86,7 @@ def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] |
     plan = build_plan(lab)
     state = State(lab=lab.name, labfile=str(lab.file), overrides=lab.overrides,
                   namespaces=[n.name for n in plan.namespaces])
-    state.claim()  # write-ahead: the state exists before the first namespace does
+    claim(state, progress)  # write-ahead: the state exists before the first namespace does
     try:
         apply(plan, state, progress)
         state.complete = True
@@ -104,6 +104,27 @@ def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] |
     return LabHandle(lab, plan, state)
 
 
+def claim(state: State, progress: Callable[[str], None] | None = None) -> None:
+    """Claim the instance name. Remains of a bring-up that a crashed or killed netlab left behind
+    (its process is gone, its state says incomplete) are torn down first, marker by marker as
+    ``down`` would, so a crash never leaves a name stuck."""
+    try:
+        state.claim()
+    except Taken as t:
+        if not t.abandoned:
+            raise
+        if progress:
+            progress(f"recovering: {t.what}")
+        if t.existing is not None:
+            report = teardown(t.existing)
+            if report.failed:
+                raise NetlabError(f"lab '{state.lab}': cannot remove what a crashed netlab left: {report.failed[0]}",
+                                  "remove it by hand (umount -l, then rm), then try again") from None
+        else:
+            remove_stateless(state.lab)
+        state.claim()
+
+
 def attach(name: str) -> LabHandle:
     """A handle on a lab that is up, rebuilt from its state file (same file, same overrides)."""
     state = load_state(name)
@@ -113,7 +134,13 @@ def attach(name: str) -> LabHandle:
 
 
 def down(name: str) -> TeardownReport:
-    return teardown(load_state(name))
+    """Tear down instance ``name``; a state directory that holds no state is simply removed."""
+    try:
+        st = load_state(name)
+    except NoState:
+        remove_stateless(name)
+        return TeardownReport()
+    return teardown(st)
 
 
 @contextmanager

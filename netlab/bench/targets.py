@@ -310,7 +310,7 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
         for pid, ns in _processes_in(names):
             st = procs.start_time(pid)
             if st is not None and not any(d.pid == pid for d in state.daemons):
-                state.daemons.append(DaemonRecord(ns, "explain-started", pid, st, [], ""))
+                state.daemons.append(DaemonRecord(ns, "explain-started", pid, st, procs.cmdline(pid) or [], ""))
         teardown(state)
 
     try:
@@ -366,10 +366,7 @@ def _daemon_of(plan: Plan, state: State, pid: int, ns: str) -> tuple[str, list[s
     """Which planned daemon process ``pid`` is: the script runs ``ip netns exec NS ARGV…``, which
     execs ARGV with ``$run`` expanded, so the command line equals the planned argv. Recording it
     under the planned name lets ``netlab status`` (verify) check it like a daemon netlab started."""
-    try:
-        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace").rstrip("\0").split("\0")
-    except OSError:
-        cmdline = []
+    cmdline = procs.cmdline(pid) or []
     for d in plan.of(Daemon):
         argv = [a.replace("{run}", str(state.dir)) for a in d.argv]
         if d.ns == ns and argv == cmdline:

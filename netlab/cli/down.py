@@ -13,15 +13,36 @@ from ..kernel.probe import require_root
 @click.argument("labs", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every lab with a state file, orphans of a crash included.")
 def command(labs: tuple[str, ...], all_: bool) -> None:
-    """Tear down LABS: exactly what their state files say they created."""
+    """Tear down LABS: exactly what their state files say they created.
+
+    Every lab is tried even if one fails; each failure is one line naming what is left and how to
+    remove it, and the exit code is then non-zero."""
     if not labs and not all_:
         raise NetlabError("no lab named", "say which: netlab down <lab>, or netlab down --all")
     require_root()
-    names = [s.lab for s in state.all_labs()] if all_ else list(labs)
+    names = sorted({s.lab for s in state.all_labs()} | set(state.stateless_dirs())) if all_ else list(labs)
     if all_ and not names:
         click.echo("no labs are up", err=True)
+    failed = 0
     for name in names:
-        report = api.down(name)
+        try:
+            report = api.down(name)
+        except NetlabError as e:
+            click.echo(f"netlab: {e}", err=True)
+            failed += 1
+            continue
+        except OSError as e:
+            click.echo(f"netlab: {name}: teardown stopped: {e.strerror or e} — run 'netlab down {name}' again, "
+                       "or remove what is left by hand", err=True)
+            failed += 1
+            continue
         extra = f", {len(report.daemons)} daemons" if report.daemons else ""
         skipped = f"; left alone (not provably this lab's): {', '.join(report.skipped)}" if report.skipped else ""
         click.echo(f"{name}: removed {len(report.namespaces)} namespaces{extra}{skipped}")
+        if report.failed:
+            failed += 1
+            click.echo(f"netlab: {name}: could not remove {', '.join(report.failed)} — "
+                       f"unmount it by hand (umount -l /run/netns; then umount -l and rm the file), then "
+                       f"'netlab down {name}' removes the rest", err=True)
+    if failed:
+        raise SystemExit(1)

@@ -55,6 +55,7 @@ class Applier:
     # -- namespaces ---------------------------------------------------------------------------
     def namespaces(self) -> None:
         marker = self.state.marker
+        netns.ensure_run_dir()
         for n in self.plan.namespaces:
             holder: dict[str, NsLink] = {}
 
@@ -68,7 +69,7 @@ class Applier:
                     raise _fail(n, failures[0][1])
 
             try:
-                netns.create(n.name, init=init, stamp=marker)
+                netns.create(n.name, init=init, stamp=marker, prepare=False)
             except FileExistsError:
                 raise NetlabError(f"namespace {n.name} already exists and is not this lab's",
                                   "remove it, or choose another instance name with --name") from None

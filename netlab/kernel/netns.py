@@ -24,7 +24,10 @@ from typing import Callable, Iterator
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 
@@ -74,7 +77,31 @@ def entered(name: str) -> Iterator[None]:
         os.close(orig)
 
 
-def create(name: str, init: Callable[[], None] | None = None, stamp: str = "") -> None:
+def ensure_run_dir() -> None:
+    """Make ``/run/netns`` a shared mount point before the first namespace is mounted in it,
+    exactly as ``ip netns add`` does (iproute2's ``netns_add``).
+
+    On a fresh boot ``/run/netns`` is a plain directory. If netlab mounted namespace files straight
+    onto it, the next ``ip netns add`` by anyone would find no mount point there and bind the
+    directory onto itself (``MS_BIND|MS_REC``), copying netlab's mounts into the new layer and
+    hiding the originals under it: a later unmount takes the visible copy, the hidden original
+    keeps the namespace alive, and ``unlink`` fails with EBUSY. Doing iproute2's two steps first
+    (bind the directory onto itself if it is not a mount point, then mark it shared and
+    recursive) leaves nothing for ``ip netns add`` to change. This is mount plumbing in the
+    host's mount namespace only: no network namespace, link or sysctl is touched.
+
+    Called once per bring-up (not per namespace: re-marking a tree of thousands of mounts
+    shared costs time in proportion to its size); :func:`create` calls it too when asked."""
+    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    d = NETNS_RUN_DIR.encode()
+    if _libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None) != 0:
+        if ctypes.get_errno() != errno.EINVAL:  # EINVAL: not a mount point yet
+            _check(-1, f"mount --make-rshared {NETNS_RUN_DIR}")
+        _check(_libc.mount(d, d, b"none", MS_BIND | MS_REC, None), f"mount --rbind {NETNS_RUN_DIR} {NETNS_RUN_DIR}")
+        _check(_libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None), f"mount --make-rshared {NETNS_RUN_DIR}")
+
+
+def create(name: str, init: Callable[[], None] | None = None, stamp: str = "", prepare: bool = True) -> None:
     """Create namespace ``name``; run ``init()`` inside it *before* it becomes visible.
 
     ``init`` writes the ownership marker, so a namespace file that exists under /run/netns always
@@ -82,8 +109,10 @@ def create(name: str, init: Callable[[], None] | None = None, stamp: str = "") -
     The mount point file itself holds ``stamp`` (the same marker) until the namespace is mounted
     over it, so a crash between the two leaves a plain file that still says whose it is.
     Fails with FileExistsError if the name is taken (netlab never adopts someone else's namespace).
+    ``prepare=False`` skips :func:`ensure_run_dir` for a caller that already ran it.
     """
-    os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+    if prepare:
+        ensure_run_dir()
     p = path(name)
     _create_stamped(p, stamp)
     orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -142,16 +171,27 @@ def unmounted_stamp(name: str) -> str | None:
 
 def delete(name: str) -> bool:
     """Unmount and remove ``/run/netns/name``. The kernel frees the namespace (and every link in
-    it, veth peers included) once no process or socket holds it."""
+    it, veth peers included) once no process or socket holds it.
+
+    The file may carry several mounts: stacked ones, or copies that another tool's recursive
+    bind of ``/run/netns`` propagated. Each one is detached (MNT_DETACH) until the path is no
+    longer a mount point; only then does ``unlink`` succeed. An OSError names what is left."""
     p = path(name)
-    r = _libc.umount2(p.encode(), MNT_DETACH)
-    if r != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
-        e = ctypes.get_errno()
-        raise OSError(e, f"umount {p}: {os.strerror(e)}")
+    for _ in range(64):  # bounded: each round removes one mount
+        if _libc.umount2(p.encode(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
+            e = ctypes.get_errno()
+            if e in (errno.EINVAL, errno.ENOENT):  # no (more) mount here
+                break
+            raise OSError(e, f"umount {p}: {os.strerror(e)}")
     try:
         os.unlink(p)
     except FileNotFoundError:
         return False
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            raise OSError(e.errno, f"{p} is still mounted underneath a later bind mount of {NETNS_RUN_DIR} "
+                                   f"(made while it was a plain directory)") from None
+        raise
     return True
 
 

@@ -46,6 +46,39 @@ def alive(pid: int, started: int) -> bool:
     return state != "Z"
 
 
+def cmdline(pid: int) -> list[str] | None:
+    """The argv of process ``pid`` as the kernel holds it (/proc/PID/cmdline), or None."""
+    try:
+        raw = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return None
+    return [a.decode(errors="surrogateescape") for a in raw.split(b"\0")[:-1]] if raw else []
+
+
+def netns_inode(pid: int) -> int | None:
+    """The inode of the network namespace process ``pid`` lives in (``/proc/PID/ns/net``)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def provably_ours(pid: int, started: int, argv: Sequence[str], ns_inode: int | None) -> str | None:
+    """None if process ``pid`` is provably the daemon netlab recorded, else why not.
+
+    A PID and a start time alone are not proof: a hand-edited state file could name any process
+    on the host. The process must also live in ``ns_inode`` (the inode of a namespace the caller
+    has proven carries the lab's marker) and run exactly the recorded argv. Only then may netlab
+    signal it."""
+    if start_time(pid) != started:
+        return "not running (or the PID now belongs to another process)"
+    if ns_inode is None or netns_inode(pid) != ns_inode:
+        return "not in one of the lab's namespaces"
+    if cmdline(pid) != list(argv):
+        return "runs another command than the recorded one"
+    return None
+
+
 def stop(pid: int, started: int, timeout: float = 3.0) -> bool:
     """SIGTERM, then SIGKILL, the process ``pid`` — only if it is still the one we started."""
     if not alive(pid, started):

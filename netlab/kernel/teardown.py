@@ -1,16 +1,22 @@
 """Teardown: remove exactly what the state file says this lab created, and prove it first.
 
-1. Stop the lab's daemons, by recorded PID, and only if the PID still has the recorded start time.
-2. Delete each recorded namespace that carries this lab's ownership marker. Deleting a namespace
-   destroys every link in it; a veth whose peer lives in another namespace goes with it, so no
-   link can be left behind in any namespace, root included.
-3. Remove /run/netlab/<lab>/.
+1. Prove which recorded namespaces are the lab's: each must carry this lab's ownership marker
+   (lo's ifalias, or the stamp in a mount point that was never mounted). The state file alone
+   is no proof: it is a file anyone can edit.
+2. Stop the lab's daemons, and only those that are provably its own: the recorded PID with the
+   recorded start time, living in one of the namespaces proven in step 1, running the recorded
+   argv. Anything else is reported and left alone.
+3. Delete the proven namespaces. Deleting a namespace destroys every link in it; a veth whose peer
+   lives in another namespace goes with it, so no link can be left behind in any namespace, root
+   included.
+4. Remove /run/netlab/<lab>/.
 
 SIGINT is ignored while this runs: a second Ctrl-C must not leave a half-removed lab.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass, field
 
@@ -24,6 +30,7 @@ class TeardownReport:
     namespaces: list[str] = field(default_factory=list)
     daemons: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # existed but not provably ours
+    failed: list[str] = field(default_factory=list)  # ours, but the kernel would not let go
 
 
 def read_marker(ns: str) -> str | None:
@@ -35,28 +42,50 @@ def read_marker(ns: str) -> str | None:
         return None
 
 
+def proven_namespaces(state: State) -> tuple[dict[str, int | None], list[str]]:
+    """The recorded namespaces that carry this lab's marker (name -> nsfs inode, None for a stamped
+    mount point that never got its namespace), and those that exist but do not."""
+    ours: dict[str, int | None] = {}
+    skipped = []
+    prefix = state.lab + "-"
+    for ns in state.namespaces:
+        if not isinstance(ns, str) or not ns.startswith(prefix) or "/" in ns or not netns.exists(ns):
+            continue
+        if read_marker(ns) == state.marker:
+            try:
+                ours[ns] = os.stat(netns.path(ns)).st_ino
+            except OSError:
+                continue
+        elif netns.unmounted_stamp(ns) == state.marker:
+            ours[ns] = None
+        else:
+            skipped.append(ns)
+    return ours, skipped
+
+
 def teardown(state: State) -> TeardownReport:
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         report = TeardownReport()
-        for d in state.daemons:
-            if procs.stop(d.pid, d.start_time):
-                report.daemons.append(f"{d.name}@{d.ns} pid {d.pid}")
         # Prove ownership of every namespace first, then delete: the kernel frees a namespace
         # asynchronously (under the rtnl lock), so reading markers between deletions would wait
         # for each cleanup in turn.
-        ours = []
-        for ns in state.namespaces:
-            if not netns.exists(ns):
-                continue
-            if read_marker(ns) == state.marker or netns.unmounted_stamp(ns) == state.marker:
-                ours.append(ns)  # a marked namespace, or the stamped mount point of one never mounted
-            else:
-                report.skipped.append(ns)
+        ours, report.skipped = proven_namespaces(state)
+        for d in state.daemons:
+            why = procs.provably_ours(d.pid, d.start_time, d.argv, ours.get(d.ns))
+            if why is None:
+                if procs.stop(d.pid, d.start_time):
+                    report.daemons.append(f"{d.name}@{d.ns} pid {d.pid}")
+            elif procs.start_time(d.pid) == d.start_time:  # alive, but not provably ours
+                report.skipped.append(f"pid {d.pid} ({d.name}: {why})")
         for ns in ours:
-            netns.delete(ns)
-            report.namespaces.append(ns)
-        state.remove_dir()
+            try:
+                netns.delete(ns)
+                report.namespaces.append(ns)
+            except OSError as e:
+                report.failed.append(f"{ns}: {e.strerror or e}")
+        if not report.failed:
+            state.remove_dir()
         return report
     finally:
         signal.signal(signal.SIGINT, old)
