@@ -27,4 +27,8 @@ def command() -> None:
             table.add_row(path.stem, lab.datapath, " ".join(up.get(str(path), [])), lab.description)
         except NetlabError as e:
             table.add_row(path.stem, "?", "", f"[red]invalid: {e}[/red]")
-    Console().print(table)
+    out = Console()
+    out.print(table)
+    for name in state.stateless_dirs():
+        out.print(f"[yellow]{name}[/yellow]: a state directory with no state in it (left by a crash) — "
+                  f"'netlab down {name}' removes it", highlight=False)
