@@ -37,7 +37,7 @@ def _state_entries() -> set[str]:
 def _foreign_net_processes() -> set[str]:
     """Processes whose network namespace is not the root one (pid and start time, so a PID that
     the kernel reuses is a different entry)."""
-    root = os.stat("/proc/1/ns/net").st_ino
+    root = os.stat("/proc/self/ns/net").st_ino  # the suite runs in the root namespace
     found = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
