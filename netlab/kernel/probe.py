@@ -84,7 +84,9 @@ def require_kinds(kinds: tuple[str, ...], lab: str) -> None:
             cfg = KERNEL_CONFIG.get(kind, "the matching CONFIG_ option")
             raise KernelFeatureError(
                 f"this kernel cannot create '{kind}' links ({err}), which lab '{lab}' needs",
-                f"use a kernel built with {cfg} (or 'modprobe {kind}' where it is a module), or pick another lab")
+                f"use a kernel built with {cfg} (or 'modprobe {kind}' where it is a module), or run netlab "
+                "on the distribution's stock kernel: 'netlab vm shell' (or 'netlab vm run -- netlab up …'), "
+                "or the Vagrant VM ('vagrant up', see the README's 'In a VM'), or pick another lab")
 
 
 def require_tools(tools: tuple[str, ...]) -> None:
