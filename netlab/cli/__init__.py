@@ -1,30 +1,52 @@
 """The ``netlab`` command: a thin click layer over :mod:`netlab.api`, one module per verb.
 
 Errors never show a traceback: they print ``netlab: <what is wrong> — <what to do>`` on stderr
-and exit non-zero. JSON goes to stdout, progress and logs to stderr.
+and exit non-zero. JSON goes to stdout, progress and logs to stderr. An exception that is not a
+:class:`~netlab.errors.NetlabError` is a netlab bug and says so in one line (exit 70;
+``NETLAB_DEBUG=1`` shows its traceback); see :mod:`netlab.entry`, where the command starts.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import pkgutil
 import sys
 
 import click
 
+from .. import entry
 from ..errors import NetlabError
+
+#: click's own exceptions carry usage errors, --help and exit codes: click reports them itself.
+_CLICK = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
 
 class Group(click.Group):
+    def make_context(self, *args, **kwargs) -> click.Context:
+        """Ctrl-C while click parses the arguments: nothing has started yet (click would say
+        'Aborted!' and exit 1)."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            entry.interrupted()
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except NetlabError as e:
-            click.echo(f"netlab: {e}", err=True)
+            click.echo(f"netlab: {entry.one_line(str(e), 1000)}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("netlab: interrupted — whatever was being built has been rolled back", err=True)
-            sys.exit(130)
+            entry.interrupted("whatever was being built has been rolled back")
+        except _CLICK:
+            raise
+        except OSError as e:
+            if e.errno == errno.EPIPE:  # stdout closed by `| head`: click quiets it
+                raise
+            entry.bug(e)
+        except Exception as e:
+            entry.bug(e)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,4 +64,5 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 
 def main() -> None:
-    cli(prog_name="netlab")
+    """The old console-script target; :func:`netlab.entry.main` also guards the imports above."""
+    entry.guarded(lambda: cli(prog_name="netlab"))
