@@ -179,7 +179,9 @@ def outcome_from_document(doc: dict) -> Outcome:
     if doc.get("schema") != SCHEMA:
         from ..errors import NetlabError
 
-        raise NetlabError(f"not a netlab bench document (schema {doc.get('schema')!r}, expected {SCHEMA!r})",
+        from ..model import shown
+
+        raise NetlabError(f"not a netlab bench document (schema {shown(doc.get('schema'))}, expected {SCHEMA!r})",
                           "give the file 'netlab bench --json' wrote")
     st = doc["settings"]
     settings = Settings(labs=st["labs"], duration=st["duration_s"], repeat=st["repeat"], parallel=st["parallel"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 
 import click
@@ -11,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..bench import report
 from ..errors import NetlabError
+from ..model import shown, shown_path
 from ..bench.runner import Reporter, Settings, run
 
 
@@ -61,6 +64,61 @@ class RichReporter(Reporter):
             self.progress.stop()
 
 
+MAX_DOCUMENT = 256 << 20  # a --json document of a long run is a few MB; refuse what cannot be one
+
+
+_SHAPE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def _not_a_document(name: str, e: Exception) -> NetlabError:
+    return NetlabError(f"--from-json {name}: is not a netlab bench document ({type(e).__name__}: {shown(str(e), 60)})",
+                       FROM_JSON_FIX)
+
+
+FROM_JSON_FIX = "give the file 'netlab bench --json' wrote"
+
+
+def _read_text(path: str, name: str) -> str:
+    """The file's text; a FIFO or a device is refused before it is opened (opening a FIFO
+    would wait for a writer forever), and at most MAX_DOCUMENT bytes are read."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise NetlabError(f"--from-json {name}: is {kind}", FROM_JSON_FIX)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_DOCUMENT + 1)
+    except OSError as e:
+        raise NetlabError(f"--from-json {name}: cannot be read ({e.strerror or type(e).__name__})",
+                          FROM_JSON_FIX) from None
+    if len(data) > MAX_DOCUMENT:
+        raise NetlabError(f"--from-json {name}: is larger than {MAX_DOCUMENT >> 20} MiB", FROM_JSON_FIX)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NetlabError(f"--from-json {name}: is not UTF-8 text", FROM_JSON_FIX) from None
+
+
+def read_document(path: str) -> "report.Outcome":
+    """A saved ``--json`` run, or one line saying why the file is not one: a JSON list, a
+    truncated file or a document of another shape must never end in a traceback."""
+    name = shown_path(path)
+    try:
+        doc = json.loads(_read_text(path, name))
+    except (ValueError, RecursionError) as e:
+        raise NetlabError(f"--from-json {name}: is not JSON ({shown(str(e), 60)})", FROM_JSON_FIX) from None
+    if not isinstance(doc, dict):
+        raise NetlabError(f"--from-json {name}: is a JSON {type(doc).__name__}, not a netlab bench document",
+                          FROM_JSON_FIX)
+    try:
+        return report.outcome_from_document(doc)
+    except NetlabError:
+        raise
+    except _SHAPE_ERRORS as e:
+        raise _not_a_document(name, e) from None
+
+
 @click.command("bench")
 @click.argument("labs", nargs=-1)
 @click.option("--duration", type=click.IntRange(1, 600), default=3, show_default=True,
@@ -77,12 +135,12 @@ class RichReporter(Reporter):
               help="Also build each lab with its own 'explain' script and compare (netlab/explain ≥ 0.95).")
 @click.option("--prefix", default="", help="Prefix for the instance names the bench brings up (e.g. 'b-').")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result, every raw iperf3 JSON included, on stdout.")
-@click.option("--from-json", "from_json", type=click.File("r"),
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False), metavar="FILE",
               help="Measure nothing: analyse and print a document an earlier 'netlab bench --json' wrote.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True),
               help="Draw the ratios as a bar chart into this PNG (needs matplotlib).")
 def command(labs: tuple[str, ...], duration: int, repeat: int, parallel: int, udp_size: int, offload: str,
-            against_explain: bool, prefix: str, as_json: bool, from_json, plot_path: str | None) -> None:
+            against_explain: bool, prefix: str, as_json: bool, from_json: str | None, plot_path: str | None) -> None:
     """Measure pod-to-pod throughput across nodes for LABS (default: every lab this kernel can run).
 
     Each lab is brought up (or used, if already up under its name), iperf3 runs from the first pod
@@ -96,11 +154,7 @@ def command(labs: tuple[str, ...], duration: int, repeat: int, parallel: int, ud
     settings = Settings(labs=list(labs), duration=duration, repeat=repeat, parallel=parallel, udp_size=udp_size,
                         offload=offload, against_explain=against_explain, prefix=prefix)
     if from_json is not None:
-        try:
-            outcome = report.outcome_from_document(json.load(from_json))
-        except (ValueError, KeyError, TypeError) as e:
-            raise NetlabError(f"{from_json.name} is not a netlab bench document ({type(e).__name__}: {e})",
-                              "give the file 'netlab bench --json' wrote") from None
+        outcome = read_document(from_json)
         settings = outcome.settings
     else:
         reporter = RichReporter(err)
@@ -108,11 +162,17 @@ def command(labs: tuple[str, ...], duration: int, repeat: int, parallel: int, ud
             outcome = run(settings, reporter)
         finally:
             reporter.stop()
-    an = report.analyse([t.as_dict() for t in outcome.targets], [s.as_dict() for s in outcome.samples],
-                        [t.id for t in outcome.tests], settings.offloads)
-    for tb in report.tables(outcome, an):
+    try:
+        an = report.analyse([t.as_dict() for t in outcome.targets], [s.as_dict() for s in outcome.samples],
+                            [t.id for t in outcome.tests], settings.offloads)
+        tables, notes = list(report.tables(outcome, an)), report.notes(outcome, an)
+    except _SHAPE_ERRORS as e:
+        if from_json is None:
+            raise  # a run of our own that does not add up is a bug, not bad input
+        raise _not_a_document(shown_path(from_json), e) from None
+    for tb in tables:
         out.print(tb)
-    for line in report.notes(outcome, an):
+    for line in notes:
         out.print(f"  {line}", highlight=False, soft_wrap=True)
     if plot_path:
         report.plot(outcome, an, plot_path)

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from .. import api
+from ..errors import NetlabError
 from ..kernel.probe import require_root
+from ..model import shown_path
+
+
+def check_destination(write: str) -> None:
+    """Refuse a -w FILE that cannot be written before attaching and opening packet sockets, so a
+    typo in a directory costs one line, not a traceback after the capture has started."""
+    p = Path(write)
+    parent = p.parent
+    if p.is_dir():
+        raise NetlabError(f"capture -w {shown_path(write)}: is a directory", "give a file name, e.g. -w out.pcap")
+    if not parent.is_dir():
+        raise NetlabError(f"capture -w {shown_path(write)}: the directory {shown_path(parent)} does not exist",
+                          "create it first (mkdir -p) or write the file somewhere else")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NetlabError(f"capture -w {shown_path(write)}: cannot write into {shown_path(parent)}",
+                          "choose a directory you may write to")
 
 
 @click.command("capture")
@@ -31,6 +51,8 @@ def command(lab: str, targets: tuple[str, ...], write: str | None, count: int | 
 
     if split and not write:
         raise click.UsageError("--split needs -w FILE")
+    if write:
+        check_destination(write)
     handle = api.attach(lab)
     tgts = capture.parse_targets(handle.plan, list(targets), all_hops)
 
