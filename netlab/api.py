@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Sequence
 from . import model
 from .datapaths import Datapath, get
 from .errors import ApplyError, NetlabError
-from .kernel import probe, procs
+from .kernel import limits, probe, procs
 from .kernel.apply import apply
 from .kernel.teardown import TeardownReport, teardown
 from .kernel.verify import Report, verify
@@ -76,10 +76,11 @@ def preflight(dp: Datapath, lab: model.Lab) -> None:
     probe.require_root()
     probe.require_tools(dp.tools)
     probe.require_kinds(dp.requires, lab.name)
+    limits.check(build_plan(lab))  # the kernel's shared limits (neighbour table, …): refuse before creating
 
 
 def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] | None = None,
-       **overrides) -> LabHandle:
+       wait: float | None = 60.0, **overrides) -> LabHandle:
     lab = model.load(lab_file, name=name, overrides=overrides)
     dp = get(lab.datapath)
     preflight(dp, lab)
@@ -89,6 +90,7 @@ def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] |
     claim(state, progress)  # write-ahead: the state exists before the first namespace does
     try:
         apply(plan, state, progress)
+        limits.settle(dp, LabHandle(lab, plan, state), progress, wait)  # usable, not just built (BGP)
         state.complete = True
         state.save()
     except ApplyError as e:

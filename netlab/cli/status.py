@@ -1,4 +1,10 @@
-"""``netlab status [<lab>] [--json]``: topology, addresses, and the plan-vs-kernel diff."""
+"""``netlab status [<lab>] [--json]``: topology, addresses, and the plan-vs-kernel diff.
+
+Healthy means usable, not merely built: besides every planned kernel object, each daemon must be
+running (a stopped one, SIGSTOP, is a problem), a BGP lab must have every session Established and
+every remote block routed, and the kernel's shared neighbour table must not have overflowed since
+the lab came up. Any problem makes the exit code 1; ``--json`` carries all of it.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ def command(lab: str | None, as_json: bool) -> None:
             # one lab whose plan cannot be rebuilt (its lab file changed or vanished) must not
             # hide the others: report it and go on
             results.append({"lab": name, "datapath": "?", "ok": False, "error": str(e), "checked": 0,
-                            "problems": [], "missing_namespaces": [], "daemons": [], "hosts": []})
+                            "problems": [], "missing_namespaces": [], "daemons": [], "hosts": [], "bgp": [],
+                            "neighbour_table": None})
             continue
         rep = h.verify()
         hosts = [{"host": n.host, "ns": n.name, "role": n.role,
@@ -66,12 +73,33 @@ def command(lab: str | None, as_json: bool) -> None:
         for p in r["problems"]:
             out.print(f"  [red]{p['detail']}[/red]: {p['what']}", highlight=False)
         for d in r["daemons"]:
-            mark = "[green]alive[/green]" if d["alive"] else "[red]dead[/red]"
-            out.print(f"  daemon {d['name']} in {d['ns']}: pid {d['pid']} {mark}  (log {d['log']})")
+            out.print(f"  daemon {d['name']} in {d['ns']}: pid {d['pid']} {_mark(d)}  (log {d['log']})")
             if d.get("stats"):
                 out.print("    " + " ".join(f"{k}={v}" for k, v in d["stats"].items()), highlight=False)
+        if r["bgp"]:
+            out.print("  " + _bgp_line(r["bgp"]), highlight=False)
     if any(not r["ok"] for r in results):
         raise SystemExit(1)
+
+
+def _mark(d: dict) -> str:
+    state = d.get("state") or ("running" if d["alive"] else "dead")
+    if state == "running":
+        return "[green]alive[/green]"
+    return "[red]stopped[/red] (SIGSTOP: it holds its sockets but answers nothing)" if state == "stopped" \
+        else f"[red]{state}[/red]"
+
+
+def _bgp_line(speakers: list[dict]) -> str:
+    """One line for the lab's BGP: sessions Established and remote blocks received, over all BIRDs."""
+    ends = sum(s["sessions"] for s in speakers)
+    up = sum(s["established"] for s in speakers)
+    want = sum(s["blocks_expected"] for s in speakers)
+    got = sum(s["blocks_received"] for s in speakers)
+    ok = up == ends and got == want and all(s["running"] and not s["problems"] for s in speakers)
+    color = "green" if ok else "red"
+    return (f"BGP: [{color}]{up}/{ends} session ends Established, {got}/{want} remote blocks received[/{color}] "
+            f"over {len(speakers)} BIRDs (netlab bgp shows each)")
 
 
 def _add_stats(h: api.LabHandle, daemons: list[dict]) -> None:

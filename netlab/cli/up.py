@@ -7,7 +7,7 @@ import time
 import click
 from rich.console import Console
 
-from .. import api
+from .. import api, bgp
 from ..plan import Addr
 from .common import override_options
 
@@ -16,12 +16,20 @@ from .common import override_options
 @click.argument("lab")
 @override_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def command(lab: str, name: str | None, overrides: dict, quiet: bool) -> None:
-    """Build LAB (a name from 'netlab list' or a path to a lab file)."""
+@click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=bgp.DEFAULT_WAIT,
+              show_default=True, metavar="SECONDS",
+              help="How long to wait for the lab to become usable (BGP labs: every node routes every remote block); "
+                   "past it the lab is rolled back.")
+@click.option("--no-wait", is_flag=True, help="Return as soon as everything is built, even if BGP is still converging.")
+def command(lab: str, name: str | None, overrides: dict, quiet: bool, wait_timeout: float, no_wait: bool) -> None:
+    """Build LAB (a name from 'netlab list' or a path to a lab file).
+
+    A BGP lab is up once it is usable: netlab waits, with a progress line, until every node has a
+    route to every other node's block, so the ping it suggests works at once."""
     err = Console(stderr=True)
     t0 = time.monotonic()
-    progress = None if quiet else (lambda msg: err.print(f"[dim]  {msg}[/dim]"))
-    handle = api.up(lab, name=name, progress=progress, **overrides)
+    progress = None if quiet else (lambda msg: err.print(f"[dim]  {msg}[/dim]", highlight=False))
+    handle = api.up(lab, name=name, progress=progress, wait=None if no_wait else wait_timeout, **overrides)
     elapsed = time.monotonic() - t0
     if quiet:
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import LabFileError
 
@@ -37,6 +37,9 @@ class Datapath:
     next_steps: Callable[[Any, Any], str] = lambda lab, plan: ""  # what to try after `up`
     # (lab, refused plan object, errno) -> (why, fix), when a refusal is the lesson of the lab
     explain_refusal: Callable[[Any, Any, int | None], tuple[str, str] | None] = lambda lab, obj, err: None
+    # LabHandle -> readiness polls (netlab.bgp.Readiness), for a lab that is built before it is
+    # usable (BGP must converge); `up` iterates it until one says done or --wait-timeout passes
+    ready: Callable[[Any], Iterator[Any]] | None = None
     picture: str = ""
 
 

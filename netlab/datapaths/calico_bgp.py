@@ -16,6 +16,7 @@ segment (one rack). Across racks that takes the fabric peering (the ToR) or an e
 
 from __future__ import annotations
 
+from .. import bgp
 from ..model import Lab
 from ..plan import Plan
 from ..topology import resolve
@@ -67,8 +68,9 @@ DATAPATH = Datapath(
     Options=calico.Options,
     default_pod_cidr=calico.DEFAULT_POOL,
     requires=("bridge", "veth"),
-    tools=("iptables-restore", "bird"),
+    tools=("iptables-restore", "bird", "birdc"),  # birdc: up waits for BGP through it
     validate=validate,
     next_steps=next_steps,
+    ready=bgp.converge,  # up waits until every node routes every remote block
     picture=PICTURE,
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import bgp
 from ..model import Lab
 from ..plan import Addr, Ipip, Plan, Route
 from ..topology import resolve
@@ -86,8 +87,9 @@ DATAPATH = Datapath(
     Options=Options,
     default_pod_cidr=calico.DEFAULT_POOL,
     requires=("bridge", "veth", "ipip"),
-    tools=("iptables-restore", "bird"),
+    tools=("iptables-restore", "bird", "birdc"),  # birdc: up waits for BGP through it
     validate=validate,
     next_steps=next_steps,
+    ready=bgp.converge,  # up waits until every node routes every remote block
     picture=PICTURE,
 )

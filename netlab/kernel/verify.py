@@ -4,6 +4,16 @@ Each namespace is read once: links, addresses, routes, neighbours and FDB over n
 from /proc/sys (inside the namespace), iptables through ``iptables-save``. Every plan object then
 becomes a :class:`Finding`, ``ok`` or not with the difference spelled out, named by the same
 command line ``explain`` prints for it.
+
+With the lab's state (a lab netlab brought up) three things are checked beyond the plan's
+objects, because a lab can hold every planned object and still not work:
+
+- each daemon's scheduler state: a stopped process (SIGSTOP, state ``T``) still has its PID and
+  its sockets, but answers nothing; it is reported as ``stopped``, not alive;
+- BGP (labs that run BIRD): every session the plan configures is Established and every remote
+  block is received and routed (:mod:`netlab.bgp`);
+- the kernel's one neighbour table: ``table_fulls`` moving since the lab came up means new
+  neighbour entries fail in every namespace (:mod:`netlab.kernel.limits`).
 """
 
 from __future__ import annotations
@@ -12,11 +22,12 @@ import socket
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
+from .. import bgp
 from ..explain import describe
 from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth,
                     Vxlan)
 from ..state import State
-from . import netns, procs
+from . import limits, netns, procs
 from .nl import PROTOS, RTNH_F_ONLINK, RTYPES, SCOPES, NsLink
 
 AF_BRIDGE = 7
@@ -39,6 +50,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     missing_namespaces: list[str] = field(default_factory=list)
     daemons: list[dict] = field(default_factory=list)
+    bgp: list[dict] = field(default_factory=list)  # one summary per BIRD (netlab.bgp.check)
+    neighbour_table: dict | None = None  # limits.neighbour_table: entries, gc_thresh3, overflows
 
     @property
     def ok(self) -> bool:
@@ -55,6 +68,8 @@ class Report:
             "problems": [f.__dict__ for f in self.problems],
             "missing_namespaces": self.missing_namespaces,
             "daemons": self.daemons,
+            "bgp": self.bgp,
+            "neighbour_table": self.neighbour_table,
         }
 
 
@@ -175,6 +190,8 @@ def _route_matches(r: dict, o: Route) -> bool:
 
 def verify(plan: Plan, state: State | None = None) -> Report:
     report = Report()
+    arp = limits.arp_cache()
+    fulls_before = arp[1] if arp else None
     present = [n.name for n in plan.namespaces if netns.exists(n.name)]
     report.missing_namespaces = [n.name for n in plan.namespaces if n.name not in present]
     snaps = {ns: snapshot(ns) for ns in present}
@@ -227,14 +244,57 @@ def verify(plan: Plan, state: State | None = None) -> Report:
             detail = ("missing: " + " | ".join(missing)) if missing else ""
         report.findings.append(Finding(o.ns, describe(o), not detail, detail))
     if state is not None:
-        for d in state.daemons:
-            report.daemons.append({"ns": d.ns, "name": d.name, "pid": d.pid, "alive": procs.alive(d.pid, d.start_time),
-                                   "log": d.log})
-        planned = {(d.ns, d.name) for d in plan.of(Daemon)}
-        recorded = {(d.ns, d.name) for d in state.daemons}
-        for ns, name in sorted(planned - recorded):
-            report.daemons.append({"ns": ns, "name": name, "pid": None, "alive": False, "log": None})
+        _daemons(report, plan, state)
+        _bgp(report, plan, state, snaps)
+        _neighbour_table(report, state, fulls_before)
     return report
+
+
+def daemon_state(pid: int, started: int) -> str:
+    """``running``, ``stopped`` (SIGSTOP or a tracer: state T/t, it holds its sockets and answers
+    nothing) or ``dead`` (gone, a zombie, or the PID now belongs to another process)."""
+    letter = procs.proc_state(pid, started)
+    if letter is None or letter in "ZX":
+        return "dead"
+    return "stopped" if letter in "Tt" else "running"
+
+
+def _daemons(report: Report, plan: Plan, state: State) -> None:
+    for d in state.daemons:
+        st = daemon_state(d.pid, d.start_time)
+        report.daemons.append({"ns": d.ns, "name": d.name, "pid": d.pid, "alive": st == "running", "state": st,
+                               "log": d.log})
+    planned = {(d.ns, d.name) for d in plan.of(Daemon)}
+    recorded = {(d.ns, d.name) for d in state.daemons}
+    for ns, name in sorted(planned - recorded):
+        report.daemons.append({"ns": ns, "name": name, "pid": None, "alive": False, "state": "not started",
+                               "log": None})
+
+
+def _bgp(report: Report, plan: Plan, state: State, snaps: dict[str, Snapshot]) -> None:
+    """BGP expectations as findings; a BIRD that is not running is not asked (birdc would wait
+    on a stopped one), its own daemon entry already says why."""
+    if not bgp.expected(plan):
+        return
+    down = {d["ns"]: f"BIRD is {d['state']}" for d in report.daemons if d["name"] == "bird" and not d["alive"]}
+    routes = {ns: [(r["dst"], r["proto"]) for r in snap.routes] for ns, snap in snaps.items()}
+    res = bgp.check(plan, state.dir, routes, down)
+    report.bgp = res.speakers
+    for c in res.checks:
+        report.findings.append(Finding(c.ns, c.what, c.ok, c.detail))
+
+
+def _neighbour_table(report: Report, state: State, fulls_before: int | None) -> None:
+    """A problem if the kernel's neighbour table overflowed since the lab came up (its baseline),
+    or while this check ran (a lab without a baseline)."""
+    base = limits.baseline(state)
+    table = limits.neighbour_table(state, since=base if base is not None else fulls_before)
+    report.neighbour_table = table
+    if table["table_fulls"] is None:
+        return
+    note = limits.overflow_note(table)
+    report.findings.append(Finding("", "the kernel's neighbour table has room (table_fulls unchanged since up)",
+                                   not note, note))
 
 
 def _route_hint(snap: Snapshot, o: Route) -> str:
