@@ -133,6 +133,25 @@ def _run_cli() -> None:
     cli(prog_name="netlab")
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def main() -> NoReturn:
-    """The console script ``netlab`` (and ``python -m netlab``)."""
-    guarded(_run_cli)
+    """The console script ``netlab`` (and ``python -m netlab``).
+
+    An interrupted run ends with ``os._exit(130)`` once everything has unwound (``up`` has rolled
+    back, every ``with`` has closed its file): if the KeyboardInterrupt was raised inside code that
+    Python runs from a string (dataclasses and namedtuple build their methods that way), CPython
+    remembers it as unhandled and, at exit, kills itself with SIGINT instead of exiting 130."""
+    try:
+        guarded(_run_cli)
+    except SystemExit as e:
+        if e.code == EXIT_INTERRUPTED:
+            _flush()
+            os._exit(EXIT_INTERRUPTED)
+        raise

@@ -64,5 +64,6 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 
 def main() -> None:
-    """The old console-script target; :func:`netlab.entry.main` also guards the imports above."""
-    entry.guarded(lambda: cli(prog_name="netlab"))
+    """The old console-script target (an install made before pyproject pointed at
+    :func:`netlab.entry.main`, which also guards the imports above)."""
+    entry.main()

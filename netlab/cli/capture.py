@@ -46,13 +46,13 @@ def command(lab: str, targets: tuple[str, ...], write: str | None, count: int | 
     Examples: netlab capture vxlan node1:eth0 --filter 'udp port 8472';
     netlab capture flannel-udp node1:flannel0 -w tun.pcap;  netlab capture vxlan --all-hops -w all.pcapng -c 50
     """
-    require_root()
-    from ..trace import capture
-
     if split and not write:
         raise click.UsageError("--split needs -w FILE")
     if write:
-        check_destination(write)
+        check_destination(write)  # bad input first: it is refused the same for every user
+    require_root()
+    from ..trace import capture
+
     handle = api.attach(lab)
     tgts = capture.parse_targets(handle.plan, list(targets), all_hops)
 
