@@ -11,7 +11,8 @@
    included.
 4. Remove /run/netlab/<lab>/.
 
-SIGINT is ignored while this runs: a second Ctrl-C must not leave a half-removed lab.
+SIGINT is deferred while this runs: a Ctrl-C must not leave a half-removed lab, and it is not
+lost either; it takes effect (KeyboardInterrupt) once the teardown is complete.
 """
 
 from __future__ import annotations
@@ -63,29 +64,53 @@ def proven_namespaces(state: State) -> tuple[dict[str, int | None], list[str]]:
     return ours, skipped
 
 
+class _DeferredSigint:
+    """Hold SIGINT back for the body, then deliver it to the handler that was there before."""
+
+    def __enter__(self) -> "_DeferredSigint":
+        self.pending = False
+        self.old = None
+        try:
+            self.old = signal.signal(signal.SIGINT, self._note)
+        except ValueError:  # not the main thread: signals go to the main thread anyway
+            pass
+        return self
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.pending = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is None:
+            return
+        signal.signal(signal.SIGINT, self.old)
+        if self.pending and callable(self.old):
+            self.old(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt here
+
+
 def teardown(state: State) -> TeardownReport:
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        report = TeardownReport()
-        # Prove ownership of every namespace first, then delete: the kernel frees a namespace
-        # asynchronously (under the rtnl lock), so reading markers between deletions would wait
-        # for each cleanup in turn.
-        ours, report.skipped = proven_namespaces(state)
-        for d in state.daemons:
-            why = procs.provably_ours(d.pid, d.start_time, d.argv, ours.get(d.ns))
-            if why is None:
-                if procs.stop(d.pid, d.start_time):
-                    report.daemons.append(f"{d.name}@{d.ns} pid {d.pid}")
-            elif procs.start_time(d.pid) == d.start_time:  # alive, but not provably ours
-                report.skipped.append(f"pid {d.pid} ({d.name}: {why})")
-        for ns in ours:
-            try:
-                netns.delete(ns)
-                report.namespaces.append(ns)
-            except OSError as e:
-                report.failed.append(f"{ns}: {e.strerror or e}")
-        if not report.failed:
-            state.remove_dir()
-        return report
-    finally:
-        signal.signal(signal.SIGINT, old)
+    with _DeferredSigint():
+        return _teardown(state)
+
+
+def _teardown(state: State) -> TeardownReport:
+    report = TeardownReport()
+    # Prove ownership of every namespace first, then delete: the kernel frees a namespace
+    # asynchronously (under the rtnl lock), so reading markers between deletions would wait
+    # for each cleanup in turn.
+    ours, report.skipped = proven_namespaces(state)
+    for d in state.daemons:
+        why = procs.provably_ours(d.pid, d.start_time, d.argv, ours.get(d.ns))
+        if why is None:
+            if procs.stop(d.pid, d.start_time):
+                report.daemons.append(f"{d.name}@{d.ns} pid {d.pid}")
+        elif procs.start_time(d.pid) == d.start_time:  # alive, but not provably ours
+            report.skipped.append(f"pid {d.pid} ({d.name}: {why})")
+    for ns in ours:
+        try:
+            netns.delete(ns)
+            report.namespaces.append(ns)
+        except OSError as e:
+            report.failed.append(f"{ns}: {e.strerror or e}")
+    if not report.failed:
+        state.remove_dir()
+    return report

@@ -28,27 +28,27 @@ def cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.
     return subprocess.run(NETLAB + list(args), capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 
-def _inode(p: Path) -> tuple[int, int] | None:
-    """Which directory is at ``p`` (inode numbers are reused at once, so with its ctime)."""
+def _token(d: Path) -> str | None:
+    """Which claim holds ``d``: the token of its state file. (A directory's inode and ctime are
+    no identity: inodes are reused at once, and removing a file inside changes the ctime.)"""
     try:
-        st = p.stat()
-    except FileNotFoundError:
+        return json.loads((d / "state.json").read_text())["token"]
+    except (OSError, ValueError, KeyError):
         return None
-    return st.st_ino, st.st_ctime_ns
 
 
 def _signal_when_claimed(name: str, root: Path, env: dict, sig: int) -> None:
-    """Start ``netlab up`` and send ``sig`` the moment its state directory appears (a new directory:
-    one left by the previous round does not count). The up must get that far: a name
-    left stuck by the previous round would make it exit first, and that fails the test."""
+    """Start ``netlab up`` and send ``sig`` the moment its state directory appears (a new claim:
+    one left by the previous round does not count). The up must get that far: a name left stuck
+    by the previous round would make it exit first, and that fails the test."""
     d = root / name
-    before = _inode(d)
+    before = _token(d)
     p = subprocess.Popen(NETLAB + ["up", "vxlan", "--name", name, "--pods", "1", "-q"], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        ino = _inode(d)
-        if ino is not None and ino != before:
+        token = _token(d)
+        if token is not None and token != before:
             p.send_signal(sig)
             break
         if p.poll() is not None:
@@ -65,11 +65,13 @@ def test_a_signal_the_moment_the_name_is_claimed_never_leaves_it_stuck(sig, tmp_
     name = unique_name("cl")
     root = tmp_path / "state"
     env = dict(os.environ, NETLAB_STATE_DIR=str(root))
-    for _ in range(20):
-        _signal_when_claimed(name, root, env, sig)
-    r = cli("up", "vxlan", "--name", name, "--pods", "1", "-q", env=env)
-    assert r.returncode == 0, r.stderr
-    r = cli("down", name, env=env)
+    try:
+        for _ in range(20):
+            _signal_when_claimed(name, root, env, sig)
+        r = cli("up", "vxlan", "--name", name, "--pods", "1", "-q", env=env)
+        assert r.returncode == 0, r.stderr
+    finally:
+        r = cli("down", name, env=env)
     assert r.returncode == 0, r.stderr
     assert residue(name) == [] and not any(root.iterdir()), list(root.iterdir())
 
@@ -173,6 +175,7 @@ def test_hostile_instance_names_are_refused_in_one_line_by_every_verb(verb, bad,
 
 def test_an_empty_instance_name_is_refused_by_up(tmp_path):
     env = dict(os.environ, NETLAB_STATE_DIR=str(tmp_path / "state"))
-    r = cli("up", "vxlan", "--name", "", env=env)
+    r = cli("up", "vxlan", "--name", "", "--pods", "1", env=env)
+    if r.returncode == 0:  # it came up under the default name: take it down before failing
+        cli("down", "vxlan", env=env)
     assert r.returncode != 0 and "not allowed" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert residue("vxlan") == []
