@@ -414,12 +414,12 @@ def converge(handle) -> Iterator[Readiness]:
             lacking = {c.host for c in missing}
             routed = f"{len(nodes) - len(lacking)}/{len(nodes)} nodes route every remote block"
             if missing:
-                yield Readiness(False, f"waiting for BGP: {routed}", [c.what for c in missing])
+                yield Readiness(False, f"BGP: {routed}", [c.what for c in missing])
                 continue
             res = check(handle.plan, handle.state.dir, routes)
             ends = sum(s["sessions"] for s in res.speakers)
             up_ends = sum(s["established"] for s in res.speakers)
-            yield Readiness(not res.problems, f"waiting for BGP: {routed}, {up_ends}/{ends} session ends Established",
+            yield Readiness(not res.problems, f"BGP: {routed}, {up_ends}/{ends} session ends Established",
                             [c.line() for c in res.problems])
     finally:
         for link in links.values():

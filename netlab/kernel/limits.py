@@ -422,9 +422,9 @@ def neighbour_shortfall(needs: Needs, host: Host, in_use: int) -> Shortfall | No
     total = needs.neighbours + in_use
     t3 = _pow2(2 * total)
     return Shortfall(
-        f"lab '{needs.lab}' needs about {needs.neighbours} dynamic neighbour entries and the host already uses "
-        f"{in_use}: {total} > {GC_THRESH.format(3)} = {thresh}, the one ARP table limit every namespace shares",
-        f"raise it (sysctl -w {GC_THRESH.format(3)}={t3} {GC_THRESH.format(2)}={t3 // 2}), "
+        f"lab '{needs.lab}' needs about {needs.neighbours} dynamic neighbour entries, the host uses {in_use}: "
+        f"{total} > {GC_THRESH.format(3)} = {thresh} (one table, all namespaces)",
+        f"raise it: sysctl -w {GC_THRESH.format(3)}={t3} (and gc_thresh2={t3 // 2}), "
         f"or use fewer nodes{' or calico-rr' if needs.sessions > needs.namespaces else ''}")
 
 
@@ -561,10 +561,13 @@ def settle(dp, handle, progress: Callable[[str], None] | None, wait: float | Non
 
 
 def _not_ready(handle, wait: float, r) -> NotReady:
-    more = f" (+{len(r.missing) - 3} more)" if len(r.missing) > 3 else ""
-    note = overflow_note(neighbour_table(handle.state))
-    return NotReady(
-        f"lab '{handle.name}' did not become usable within {wait:g}s ({r.summary}); still missing: "
-        f"{'; '.join(r.missing[:3])}{more}" + (f"; {note}" if note else ""),
-        "the lab was rolled back; wait longer with --wait-timeout SECONDS, or keep it as it comes up with --no-wait")
+    """One line: what is still missing (the first item, and how many more), and an overflow of
+    the neighbour table if there was one, since that is then the likely cause."""
+    more = f" (+{len(r.missing) - 1} more)" if len(r.missing) > 1 else ""
+    table = neighbour_table(handle.state)
+    why = (f"; the neighbour table was full {table['overflows']} times ({GC_THRESH.format(3)} = {table['gc_thresh3']})"
+           if table.get("overflows") else "")
+    first = r.missing[0] if r.missing else "?"
+    return NotReady(f"lab '{handle.name}' not usable after {wait:g}s ({r.summary}): {first}{more}{why}",
+                    "rolled back; try --wait-timeout SECONDS, or --no-wait to keep it")
 
