@@ -179,3 +179,38 @@ def test_an_empty_instance_name_is_refused_by_up(tmp_path):
     if r.returncode == 0:  # it came up under the default name: take it down before failing
         cli("down", "vxlan", env=env)
     assert r.returncode != 0 and "not allowed" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_namespaces_a_state_file_lists_but_cannot_prove_are_left_alone(tmp_path):
+    """An unmarked decoy namespace and another lab's namespace, both added to a lab's state file
+    (one even named like the lab's own): down removes the lab and neither of them. A garbage state
+    file is refused in one line."""
+    root = tmp_path / "state"
+    env = dict(os.environ, NETLAB_STATE_DIR=str(root))
+    a, b = unique_name("ta"), unique_name("tb")
+    decoy = f"{a}-decoy"
+    for n in (a, b):
+        assert cli("up", "vxlan", "--name", n, "--pods", "1", "-q", env=env).returncode == 0
+    subprocess.run(["ip", "netns", "add", decoy], check=True)
+    try:
+        path = root / a / "state.json"
+        raw = json.loads(path.read_text())
+        raw["namespaces"] += [decoy, f"{b}-node1"]
+        path.write_text(json.dumps(raw))
+        r = cli("down", a, env=env)
+        assert r.returncode == 0 and decoy in r.stdout, r.stdout + r.stderr
+        assert decoy in netns_list() and f"{b}-node1" in netns_list()
+        good = (root / b / "state.json").read_text()
+        (root / b / "state.json").write_text("{not json")
+        r = cli("down", b, env=env)
+        assert r.returncode != 0 and "damaged" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"{b}-node1" in netns_list()
+        (root / b / "state.json").write_text(json.dumps({"lab": b, "token": 5}))
+        r = cli("down", b, env=env)
+        assert r.returncode != 0 and "damaged" in r.stderr, r.stderr
+        (root / b / "state.json").write_text(good)
+    finally:
+        subprocess.run(["ip", "netns", "del", decoy], check=False)
+        r = cli("down", a, b, env=env)
+    assert r.returncode == 0, r.stderr
+    assert residue(a) == [] and residue(b) == []
