@@ -211,6 +211,7 @@ def test_namespaces_a_state_file_lists_but_cannot_prove_are_left_alone(tmp_path)
         (root / b / "state.json").write_text(good)
     finally:
         subprocess.run(["ip", "netns", "del", decoy], check=False)
-        r = cli("down", a, b, env=env)
-    assert r.returncode == 0, r.stderr
+        up = [n for n in (a, b) if (root / n).exists()]
+        r = cli("down", *up, env=env) if up else None
+    assert r is not None and r.returncode == 0, r and r.stderr
     assert residue(a) == [] and residue(b) == []
