@@ -24,6 +24,7 @@ import re
 import reprlib
 import stat
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -449,8 +450,8 @@ def _description(src: str, value: Any, default: str) -> str:
     text = value.strip()
     if len(text) > MAX_DESCRIPTION:
         raise _err(src, "description", f"is {len(text)} characters long; at most {MAX_DESCRIPTION}", "shorten it")
-    if not text.isprintable():
-        raise _err(src, "description", "must be one line of printable text", "remove line breaks and control characters")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):  # what would break the line
+        raise _err(src, "description", "must be one line of text", "remove line breaks and control characters")
     return text
 
 
