@@ -56,30 +56,35 @@ def command(lab: str | None, as_json: bool) -> None:
     if not results:
         out.print("no labs are up")
     for r in results:
-        if r.get("error"):
-            out.print(f"[bold]{r['lab']}[/bold]: [red]cannot check[/red]: {r['error']}", highlight=False)
-            continue
-        verdict = "[green]healthy[/green]" if r["ok"] else f"[red]{len(r['problems'])} problems[/red]"
-        out.print(f"[bold]{r['lab']}[/bold] ({r['datapath']}): {verdict}, {r['checked']} kernel objects checked")
-        if lab:
-            t = Table(box=None)
-            for col in ("host", "namespace", "role", "addresses"):
-                t.add_column(col)
-            for hst in r["hosts"]:
-                t.add_row(hst["host"], hst["ns"], hst["role"], " ".join(hst["addresses"]))
-            out.print(t)
-        for ns in r["missing_namespaces"]:
-            out.print(f"  [red]missing namespace[/red] {ns}")
-        for p in r["problems"]:
-            out.print(f"  [red]{p['detail']}[/red]: {p['what']}", highlight=False)
-        for d in r["daemons"]:
-            out.print(f"  daemon {d['name']} in {d['ns']}: pid {d['pid']} {_mark(d)}  (log {d['log']})")
-            if d.get("stats"):
-                out.print("    " + " ".join(f"{k}={v}" for k, v in d["stats"].items()), highlight=False)
-        if r["bgp"]:
-            out.print("  " + _bgp_line(r["bgp"]), highlight=False)
+        _print(out, r, detailed=bool(lab))
     if any(not r["ok"] for r in results):
         raise SystemExit(1)
+
+
+def _print(out: Console, r: dict, detailed: bool) -> None:
+    """One lab's verdict, its hosts (``detailed``), its problems, daemons and BGP."""
+    if r.get("error"):
+        out.print(f"[bold]{r['lab']}[/bold]: [red]cannot check[/red]: {r['error']}", highlight=False)
+        return
+    verdict = "[green]healthy[/green]" if r["ok"] else f"[red]{len(r['problems'])} problems[/red]"
+    out.print(f"[bold]{r['lab']}[/bold] ({r['datapath']}): {verdict}, {r['checked']} kernel objects checked")
+    if detailed:
+        t = Table(box=None)
+        for col in ("host", "namespace", "role", "addresses"):
+            t.add_column(col)
+        for hst in r["hosts"]:
+            t.add_row(hst["host"], hst["ns"], hst["role"], " ".join(hst["addresses"]))
+        out.print(t)
+    for ns in r["missing_namespaces"]:
+        out.print(f"  [red]missing namespace[/red] {ns}")
+    for p in r["problems"]:
+        out.print(f"  [red]{p['detail']}[/red]: {p['what']}", highlight=False)
+    for d in r["daemons"]:
+        out.print(f"  daemon {d['name']} in {d['ns']}: pid {d['pid']} {_mark(d)}  (log {d['log']})")
+        if d.get("stats"):
+            out.print("    " + " ".join(f"{k}={v}" for k, v in d["stats"].items()), highlight=False)
+    if r["bgp"]:
+        out.print("  " + _bgp_line(r["bgp"]), highlight=False)
 
 
 def _mark(d: dict) -> str:

@@ -201,53 +201,59 @@ def verify(plan: Plan, state: State | None = None) -> Report:
             continue
         if isinstance(o, File):
             if state is not None:  # where {run} is, only the state knows
-                path = state.dir / o.path.removeprefix("{run}/")
-                try:
-                    detail = "" if path.read_text() == o.content else "differs from the plan"
-                except OSError:
-                    detail = "missing"
-                report.findings.append(Finding("", describe(o).splitlines()[0], not detail, detail))
+                report.findings.append(_file_finding(o, state))
             continue
         nss = (o.a.ns, o.b.ns) if isinstance(o, Veth) else (o.ns,)
         if any(ns not in snaps for ns in nss):
             report.findings.append(Finding(o.ns, describe(o), False, "namespace missing"))
             continue
-        detail = ""
-        if isinstance(o, Veth):
-            detail = "; ".join(f"{e.ns}/{e.name}: {d}" for e in (o.a, o.b) if (d := _diff_link(snaps[e.ns], e, "veth")))
-        elif isinstance(o, Bridge):
-            detail = _diff_link(snaps[o.ns], o, "bridge")
-        elif isinstance(o, Vxlan):
-            detail = _diff_link(snaps[o.ns], o, "vxlan")
-        elif isinstance(o, Tun):
-            detail = _diff_link(snaps[o.ns], o, "tun")
-        elif isinstance(o, Ipip):
-            detail = _diff_link(snaps[o.ns], o, "ipip")
-        elif isinstance(o, Addr):
-            detail = "" if (o.dev, o.cidr) in snaps[o.ns].addrs else "missing"
-        elif isinstance(o, Neigh):
-            got = snaps[o.ns].neighs.get((o.dev, o.dst))
-            detail = ("missing" if got is None else
-                      f"lladdr {got[0]} (want {o.lladdr})" if got[0] != o.lladdr else
-                      "not permanent" if not got[1] else "")
-        elif isinstance(o, Fdb):
-            detail = "" if (o.dev, o.lladdr, o.dst) in snaps[o.ns].fdb else "missing"
-        elif isinstance(o, Route):
-            detail = "" if any(_route_matches(r, o) for r in snaps[o.ns].routes) else _route_hint(snaps[o.ns], o)
-        elif isinstance(o, Sysctl):
-            got = read_sysctl(o.ns, o.path)
-            detail = "" if got == o.value or (got is None and not o.required) else f"is {got} (want {o.value})"
-        elif isinstance(o, Ruleset):
-            tables = saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns))
-            missing = [f"-A {r.chain} {r.spec}" for r in o.rules if f"-A {r.chain} {r.spec}" not in tables.get(r.table, [])]
-            missing += [f":{c}" for t, c in o.chains if not any(l.startswith(f":{c} ") for l in tables.get(t, []))]
-            detail = ("missing: " + " | ".join(missing)) if missing else ""
+        detail = _diff(o, snaps, saves)
         report.findings.append(Finding(o.ns, describe(o), not detail, detail))
     if state is not None:
         _daemons(report, plan, state)
         _bgp(report, plan, state, snaps)
         _neighbour_table(report, state, fulls_before)
     return report
+
+
+def _file_finding(o: File, state: State) -> Finding:
+    path = state.dir / o.path.removeprefix("{run}/")
+    try:
+        detail = "" if path.read_text() == o.content else "differs from the plan"
+    except OSError:
+        detail = "missing"
+    return Finding("", describe(o).splitlines()[0], not detail, detail)
+
+
+_LINK_KINDS = {Bridge: "bridge", Vxlan: "vxlan", Tun: "tun", Ipip: "ipip"}
+
+
+def _diff(o, snaps: dict[str, Snapshot], saves: dict[str, dict]) -> str:
+    """How plan object ``o`` differs from what its namespace holds ('' when it matches)."""
+    if isinstance(o, Veth):
+        return "; ".join(f"{e.ns}/{e.name}: {d}" for e in (o.a, o.b) if (d := _diff_link(snaps[e.ns], e, "veth")))
+    if type(o) in _LINK_KINDS:
+        return _diff_link(snaps[o.ns], o, _LINK_KINDS[type(o)])
+    if isinstance(o, Addr):
+        return "" if (o.dev, o.cidr) in snaps[o.ns].addrs else "missing"
+    if isinstance(o, Neigh):
+        got = snaps[o.ns].neighs.get((o.dev, o.dst))
+        return ("missing" if got is None else
+                f"lladdr {got[0]} (want {o.lladdr})" if got[0] != o.lladdr else
+                "not permanent" if not got[1] else "")
+    if isinstance(o, Fdb):
+        return "" if (o.dev, o.lladdr, o.dst) in snaps[o.ns].fdb else "missing"
+    if isinstance(o, Route):
+        return "" if any(_route_matches(r, o) for r in snaps[o.ns].routes) else _route_hint(snaps[o.ns], o)
+    if isinstance(o, Sysctl):
+        got = read_sysctl(o.ns, o.path)
+        return "" if got == o.value or (got is None and not o.required) else f"is {got} (want {o.value})"
+    if isinstance(o, Ruleset):
+        tables = saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns))
+        missing = [f"-A {r.chain} {r.spec}" for r in o.rules if f"-A {r.chain} {r.spec}" not in tables.get(r.table, [])]
+        missing += [f":{c}" for t, c in o.chains if not any(l.startswith(f":{c} ") for l in tables.get(t, []))]
+        return ("missing: " + " | ".join(missing)) if missing else ""
+    return ""
 
 
 def daemon_state(pid: int, started: int) -> str:
