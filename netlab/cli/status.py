@@ -27,13 +27,13 @@ from ..plan import Addr, Daemon
 def command(lab: str | None, as_json: bool) -> None:
     """Show LAB's topology and health (every planned object checked in the kernel), or list the labs that are up."""
     require_root()
-    names = [lab] if lab else [s.lab for s in state.all_labs()]
+    names = [lab] if lab is not None else [s.lab for s in state.all_labs()]
     results = []
     for name in names:
         try:
             h = api.attach(name)
         except NetlabError as e:
-            if lab:
+            if lab is not None:
                 raise
             # one lab whose plan cannot be rebuilt (its lab file changed or vanished) must not
             # hide the others: report it and go on
@@ -48,7 +48,7 @@ def command(lab: str | None, as_json: bool) -> None:
                         "hosts": hosts, **rep.as_dict()})
         _add_stats(h, results[-1]["daemons"])
     if as_json:
-        click.echo(json.dumps(results if not lab else results[0], indent=2))
+        click.echo(json.dumps(results if lab is None else results[0], indent=2))
         if any(not r["ok"] for r in results):
             raise SystemExit(1)
         return
@@ -56,7 +56,7 @@ def command(lab: str | None, as_json: bool) -> None:
     if not results:
         out.print("no labs are up")
     for r in results:
-        _print(out, r, detailed=bool(lab))
+        _print(out, r, detailed=lab is not None)
     if any(not r["ok"] for r in results):
         raise SystemExit(1)
 
