@@ -30,7 +30,7 @@ from .. import api, model, naming
 from ..datapaths import get
 from ..errors import NetlabError
 from ..explain import script
-from ..kernel import netns, probe, procs
+from ..kernel import limits, netns, probe, procs
 from ..kernel.teardown import teardown
 from ..kernel.verify import verify
 from ..plan import Addr, Daemon, Netns, Plan
@@ -337,6 +337,8 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
                 name, argv = _daemon_of(plan, state, pid, ns)
                 state.daemons.append(DaemonRecord(ns, name, pid, st, argv, str(log)))
         _wait_ready(plan, state)
+        # usable, not just built: BGP labs converge first, exactly as `netlab up` waits for them
+        limits.settle(get(m.datapath), api.LabHandle(m, plan, state), None, 60.0)
         state.complete = True
         state.save()
     except BaseException:
