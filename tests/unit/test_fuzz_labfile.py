@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -162,20 +163,20 @@ def underlay(draw, clean: bool = False) -> Any:
 
 
 @st.composite
-def clean_doc(draw) -> dict:
+def clean_doc(draw, dp: str | None = None, max_nodes: int = MAX_NODES, max_pods: int = MAX_PODS) -> dict:
     """A lab file as a dict, generated from the schema: each field present or not, every value of
     the right type and in range, so that only a combination can be wrong (overlapping networks,
-    an MTU that does not fit the underlay, a port range that runs past 65535)."""
-    dp = draw(st.sampled_from(DATAPATHS))
+    an MTU that does not fit the underlay, a port range that runs past 65535). ``dp`` fixes the
+    datapath (the kernel fuzz gives each the same share of cases)."""
+    dp = dp or draw(st.sampled_from(DATAPATHS))
     dpobj = datapaths.get(dp)
     maybe = lambda: draw(st.booleans())  # noqa: E731
     doc: dict = {"datapath": dp}
     if maybe():
         doc["description"] = draw(description(clean=True))
-    if maybe():
-        doc["nodes"] = draw(int_value(dpobj.min_nodes, min(dpobj.max_nodes, MAX_NODES), clean=True))
-    # pods are always given: the default (2) is fine, but a small range keeps plans fast
-    doc["pods"] = draw(int_value(0, MAX_PODS, clean=True))
+    # nodes and pods are always given: the defaults are fine, but small ranges keep plans fast
+    doc["nodes"] = draw(int_value(dpobj.min_nodes, min(dpobj.max_nodes, max_nodes), clean=True))
+    doc["pods"] = draw(int_value(0, max_pods, clean=True))
     if draw(st.integers(0, 3)):  # mostly: the default underlay overlaps Calico's default pool
         doc["underlay"] = draw(underlay(clean=True))
     if maybe():
@@ -361,7 +362,24 @@ def test_every_generated_lab_file_is_built_or_refused_in_one_line(tmp_path):
     assert sum(seen.values()) >= EXAMPLES, seen
     # the generator is worth something only if it reaches both outcomes often
     assert seen["built"] >= EXAMPLES // 10 and seen["refused"] >= EXAMPLES // 4, seen
-    assert set(built) == set(DATAPATHS), built  # every datapath's plan was built from fuzzed files
+    assert len(built) >= len(DATAPATHS) - 2, built  # nearly every datapath (the next test: every one)
+
+
+@pytest.mark.parametrize("dp", DATAPATHS)
+def test_each_datapath_builds_from_clean_generated_files(tmp_path, dp):
+    """Clean documents for one datapath: all are built or refused in one line, and some are built
+    (a generator that only ever produced refusals would test nothing)."""
+    path = tmp_path / "lab.yaml"
+    seen: Counter = Counter()
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(doc=clean_doc(dp))
+    def case(doc: dict) -> None:
+        seen[outcome(path, render(doc).encode(), {})] += 1
+
+    case()
+    assert seen["built"] >= 1, seen
 
 
 def test_the_schema_covers_every_datapath_and_field(tmp_path):
