@@ -81,13 +81,18 @@ def shown(value: object, limit: int = SHOWN) -> str:
             text = r.repr(value)
         except Exception:  # a repr that fails (huge ints inside a list) must not hide the real error
             text = f"<{type(value).__name__}>"
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    text = _escaped(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _escaped(text: str) -> str:
+    """Control characters and line separators as escapes, so a message stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def shown_path(path: object) -> str:
     """A path for a message: its tail if it is long (the file name is what tells files apart)."""
-    text = shown(str(path), limit=SHOWN_PATH * 4)
+    text = _escaped(str(path)[-SHOWN_PATH * 4:])
     return text if len(text) <= SHOWN_PATH else "..." + text[-(SHOWN_PATH - 3):]
 
 
@@ -212,8 +217,9 @@ def read_text(path: Path, src: str) -> str:
                            "check the path and its permissions") from None
     if len(data) > MAX_FILE_BYTES:
         raise LabFileError(f"{src}: is larger than {MAX_FILE_BYTES} bytes", "give the path of a lab file")
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors write; offsets below count after it
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise LabFileError(f"{src}: is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})",

@@ -78,3 +78,47 @@ def test_bad_instance_name():
 def test_bad_override_is_checked_like_the_file():
     with pytest.raises(LabFileError, match="nodes: must be from 1"):
         model.load("vxlan", overrides={"nodes": 0})
+
+
+def test_an_empty_name_is_refused_not_taken_for_the_default():
+    with pytest.raises(LabFileError, match="lab name '' is not allowed"):
+        model.load("vxlan", name="")
+    assert model.load("vxlan", name=None).name == "vxlan"
+
+
+def test_a_path_that_does_not_exist_is_file_not_found(tmp_path):
+    with pytest.raises(LabFileError, match="file not found"):
+        model.load(str(tmp_path / "nope.yaml"))
+
+
+@pytest.mark.parametrize("text, field, words", [
+    (BASE + "underlay: {cidr: 127.0.0.0/24}\n", "underlay.cidr", "loopback"),
+    (BASE + "pod_cidr: 169.254.0.0/16\n", "pod_cidr", "link-local"),
+    (BASE + "pod_cidr: 'fd00::/48'\n", "pod_cidr", "IPv6"),
+    (BASE + "nodes: 2\nnodes: 3\n", "duplicate key 'nodes'", "line 3"),
+    (BASE + "options: [vni]\n", "options", "must be a mapping"),
+    (BASE + "description: [a]\n", "description", "must be text"),
+])
+def test_hostile_fields_name_file_field_and_remedy(tmp_path, text, field, words):
+    path = write(tmp_path, text)
+    with pytest.raises(LabFileError) as e:
+        model.load(path)
+    msg = str(e.value)
+    assert path in msg and field in msg and words in msg and " — " in msg, msg
+
+
+def test_a_utf8_bom_is_fine_and_a_bad_byte_is_named(tmp_path):
+    p = tmp_path / "lab.yaml"
+    p.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    assert model.load(str(p)).datapath == "flannel-vxlan"
+    p.write_bytes(b"\xef\xbb\xbf" + BASE.encode() + b"description: \xff\n")
+    with pytest.raises(LabFileError, match=r"byte 0xff on line 2"):
+        model.load(str(p))
+
+
+def test_shown_cuts_values_short_and_keeps_them_on_one_line():
+    assert model.shown("x" * 1000) == "x" * 37 + "..."
+    assert model.shown("a\nb") == "a\\nb"
+    assert model.shown(10**5000).endswith("-bit integer>")
+    assert len(model.shown_path("/d" * 500 + "/lab.yaml")) == model.SHOWN_PATH
+    assert model.shown_path("/d" * 500 + "/lab.yaml").endswith("/lab.yaml")
