@@ -70,8 +70,8 @@ def shown(value: object, limit: int = SHOWN) -> str:
     a file name, a 5000-digit integer whose ``str()`` Python refuses), so every echo goes here."""
     if isinstance(value, str):
         text = value[: limit * 4]
-    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        text = f"<a {value.bit_length()}-bit integer>"
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        text = f"<a {value.bit_length()}-bit integer>"  # str() of a 5000-digit int raises
     elif isinstance(value, datetime.date):  # YAML 1.1 reads 2024-01-01 as a date
         text = value.isoformat()
     else:
