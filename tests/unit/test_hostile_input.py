@@ -394,7 +394,17 @@ def _python_startup() -> float:
     return best
 
 
-def test_ctrl_c_at_any_moment_is_one_line_and_exit_130():
+def _commands() -> list[list[str]]:
+    """``python -m netlab`` and, when it is installed pointing at netlab.entry, the console script."""
+    script = Path(sys.executable).parent / "netlab"
+    found = [NETLAB]
+    if script.exists() and "netlab.entry" in script.read_text(errors="replace"):
+        found.append([str(script)])
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(), ids=lambda c: " ".join(Path(x).name for x in c))
+def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(command):
     """SIGINT at points across the first 0.3 s of `netlab list`, the heavy imports included.
 
     The earliest point is just after the interpreter's own start-up: a SIGINT *inside* CPython's
@@ -406,7 +416,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130():
     seen = []
     for delay in points:
         for attempt in range(3):
-            p = subprocess.Popen(NETLAB + ["list"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            p = subprocess.Popen(command + ["list"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
             time.sleep(delay + attempt * 0.01)
             p.send_signal(signal.SIGINT)
