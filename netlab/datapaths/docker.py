@@ -140,6 +140,12 @@ def on(node: Node, cs: list[Container]) -> list[Container]:
     return [c for c in cs if c.node == node]
 
 
+def dockerd_ipv6(mtu: int) -> bool:
+    """Whether docker0 keeps its IPv6 settings: the kernel removes IPv6 (and its
+    /proc/sys/net/ipv6/conf/<dev>/ directory) from a device whose MTU is below 1280."""
+    return mtu >= 1280
+
+
 def build_host(plan: Plan, lab: Lab, node: Node, cs: list[Container], mtu: int,
                userland_proxy: bool = True) -> None:
     """docker0, the containers and the iptables rules of one Docker host."""
@@ -147,7 +153,9 @@ def build_host(plan: Plan, lab: Lab, node: Node, cs: list[Container], mtu: int,
     plan.add(
         Bridge(node.ns, BRIDGE, mtu=mtu, mac=naming.mac(lab.name, node.name, BRIDGE)),
         Addr(node.ns, BRIDGE, str(gw)),
-        Sysctl(node.ns, f"net/ipv6/conf/{BRIDGE}/accept_ra", "0"),
+        # dockerd skips this write when the file is missing (IPv6 off, or an MTU below IPv6's
+        # minimum of 1280, which makes the kernel drop IPv6 from the device): so does netlab
+        Sysctl(node.ns, f"net/ipv6/conf/{BRIDGE}/accept_ra", "0", required=dockerd_ipv6(mtu)),
     )
     if not userland_proxy:
         # --userland-proxy=false: 127.0.0.1:port must reach a container through DNAT, so the
