@@ -125,6 +125,11 @@ class Lab:
     overrides: dict = field(default_factory=dict)
 
     @property
+    def src(self) -> str:
+        """The lab file as error messages name it (its tail, one line)."""
+        return shown_path(self.file)
+
+    @property
     def lab_file_name(self) -> str:
         return self.file.stem
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import model, state
@@ -24,9 +25,9 @@ def command() -> None:
     for path in model.available():
         try:
             lab = model.load(str(path))
-            table.add_row(path.stem, lab.datapath, " ".join(up.get(str(path), [])), lab.description)
+            table.add_row(path.stem, lab.datapath, " ".join(up.get(str(path), [])), escape(lab.description))
         except NetlabError as e:
-            table.add_row(path.stem, "?", "", f"[red]invalid: {e}[/red]")
+            table.add_row(path.stem, "?", "", f"[red]invalid: {escape(str(e))}[/red]")
     out = Console()
     out.print(table)
     for name in state.stateless_dirs():

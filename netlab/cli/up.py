@@ -6,6 +6,7 @@ import time
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .. import api, bgp
 from ..plan import Addr
@@ -35,7 +36,7 @@ def command(lab: str, name: str | None, overrides: dict, quiet: bool, wait_timeo
         return
     out = Console()
     dp = handle.datapath
-    out.print(f"[bold green]lab {handle.name} is up[/bold green] ({dp.name}, {elapsed:.2f}s): {handle.lab.description}")
+    out.print(f"[bold green]lab {handle.name} is up[/bold green] ({dp.name}, {elapsed:.2f}s): {escape(handle.lab.description)}")
     addrs = lambda ns: " ".join(a.cidr for a in handle.plan.of(Addr) if a.ns == ns and a.dev.startswith("eth"))
     spaces = handle.plan.namespaces
     show_pods = len(spaces) <= 40

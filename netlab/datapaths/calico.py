@@ -93,20 +93,20 @@ def check(lab: Lab, encap: str, one_rack: bool = False) -> None:
     pool = lab.pod_cidr
     room = pool.num_addresses // 256 - 1
     if pool.prefixlen > 24 or lab.nodes > room:
-        raise LabFileError(f"{lab.file}: pod_cidr: the pool {pool} has no room for {lab.nodes} node blocks",
+        raise LabFileError(f"{lab.src}: pod_cidr: the pool {pool} has no room for {lab.nodes} node blocks",
                            "netlab gives node X the block 192.168.X.0/26 of a /16 pool: use a /16 "
                            "(the default 192.168.0.0/16) or a pool of at least /" + str(24 - (lab.nodes + 1).bit_length()))
     if lab.pods > 2 ** (32 - BLOCK_PREFIX) - 1:
-        raise LabFileError(f"{lab.file}: pods: a /{BLOCK_PREFIX} block holds at most 63 pods",
+        raise LabFileError(f"{lab.src}: pods: a /{BLOCK_PREFIX} block holds at most 63 pods",
                            "use fewer pods per node")
     if one_rack and lab.underlay.racks != 1:
         raise LabFileError(
-            f"{lab.file}: underlay.racks: {lab.datapath} needs every node on one L2 segment (got {lab.underlay.racks} racks)",
+            f"{lab.src}: underlay.racks: {lab.datapath} needs every node on one L2 segment (got {lab.underlay.racks} racks)",
             "BGP without encapsulation installs 'via <node IP> dev eth0', which needs the next hop on-link "
             "(DATAPATHS.md §3a); use racks: 1, or calico-ipip / calico-vxlan with -o mode=CrossSubnet")
     mtu = getattr(lab.options, "mtu", None)
     if mtu is not None and mtu + OVERHEAD[encap] > lab.underlay.mtu:
-        raise LabFileError(f"{lab.file}: options.mtu: {mtu} + {OVERHEAD[encap]} bytes of {encap} overhead "
+        raise LabFileError(f"{lab.src}: options.mtu: {mtu} + {OVERHEAD[encap]} bytes of {encap} overhead "
                            f"exceeds the underlay MTU {lab.underlay.mtu}",
                            f"use options.mtu <= {lab.underlay.mtu - OVERHEAD[encap]} or leave it unset")
 

@@ -87,11 +87,11 @@ def plan(lab: Lab) -> Plan:
 def validate(lab: Lab) -> None:
     last = lab.options.host_port_base + lab.nodes * lab.pods
     if last > 65535:
-        raise LabFileError(f"{lab.file}: options.host_port_base: {lab.options.host_port_base} + "
+        raise LabFileError(f"{lab.src}: options.host_port_base: {lab.options.host_port_base} + "
                            f"{lab.nodes * lab.pods} executors runs past port 65535",
                            f"use options.host_port_base <= {65535 - lab.nodes * lab.pods} or fewer nodes/pods")
     if lab.pods < 1:
-        raise LabFileError(f"{lab.file}: pods: docker-nat needs at least one executor per node (got {lab.pods})",
+        raise LabFileError(f"{lab.src}: pods: docker-nat needs at least one executor per node (got {lab.pods})",
                            "use --pods 1 or more")
 
 

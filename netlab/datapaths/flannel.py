@@ -29,11 +29,11 @@ def lease(cluster: IPv4Network, node: Node) -> IPv4Network:
 
 def check_leases(lab) -> None:
     if lab.pod_cidr.prefixlen > 22:
-        raise LabFileError(f"{lab.file}: pod_cidr: {lab.pod_cidr} is too small for flannel",
+        raise LabFileError(f"{lab.src}: pod_cidr: {lab.pod_cidr} is too small for flannel",
                            "flannel hands each node a /24: use a /22 or larger network (default 10.244.0.0/16)")
     room = 2 ** (24 - lab.pod_cidr.prefixlen) - 1
     if lab.nodes > room:
-        raise LabFileError(f"{lab.file}: pod_cidr: {lab.pod_cidr} holds {room} node /24s, not {lab.nodes}",
+        raise LabFileError(f"{lab.src}: pod_cidr: {lab.pod_cidr} holds {room} node /24s, not {lab.nodes}",
                            "use a larger pod_cidr or fewer nodes")
 
 
@@ -63,7 +63,7 @@ def validate(lab, mtu: int = 0, overhead: int = 0, what: str = "") -> None:
     """Leases fit, and an encapsulating backend's MTU plus its ``overhead`` fits the underlay."""
     check_leases(lab)
     if overhead and mtu + overhead > lab.underlay.mtu:
-        raise LabFileError(f"{lab.file}: options.mtu: {mtu} + {overhead} bytes of {what} "
+        raise LabFileError(f"{lab.src}: options.mtu: {mtu} + {overhead} bytes of {what} "
                            f"exceeds the underlay MTU {lab.underlay.mtu}",
                            f"use options.mtu <= {lab.underlay.mtu - overhead} or leave it unset")
 

@@ -11,7 +11,6 @@ with the one-line KernelFeatureError before creating anything.
 from __future__ import annotations
 
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -42,30 +41,18 @@ def one_line(e: NetlabError) -> str:
     return msg
 
 
-def known_bug(lab: model.Lab, e: ApplyError) -> bool:
-    """Found by this test, to be fixed in netlab/datapaths/docker.py: below the IPv6 minimum MTU
-    (1280) the kernel removes docker0's net/ipv6/conf entry, so the plan's accept_ra sysctl fails
-    for the options.mtu values 576-1279 that the docker Options allow. Up refuses in one line and
-    rolls back; once docker.py is fixed these labs build and this stops matching."""
-    return (lab.datapath in ("docker-bridge", "docker-nat") and lab.options.mtu < 1280
-            and "net/ipv6/conf/docker0" in str(e))
-
-
 def refusal(path: Path, e: ApplyError) -> str:
     """A kernel refusal is acceptable only as a lesson the datapath explains (host-gw across
-    racks) or as the one known bug above; any other is a bug this fuzz found."""
+    racks) ; any other is a bug this fuzz found."""
     lab = model.load(str(path), name="fz")
     if datapaths.get(lab.datapath).explain_refusal(lab, e.obj, e.errno) is not None:
         return "kernel-refused"
-    if known_bug(lab, e):
-        warnings.warn(f"known bug, docker.py: options.mtu {lab.options.mtu} < 1280: {str(e)[:120]}")
-        return "known-bug"
     raise AssertionError(f"unexpected kernel refusal: {e}")
 
 
 def bring_up_and_down(path: Path) -> str:
     """'built' (up, verified, down, nothing left), 'kernel-refused' (the kernel said no and up rolled
-    back, as host-gw across racks must), 'known-bug' (see known_bug) or 'unsupported' (a link kind
+    back, as host-gw across racks must) or 'unsupported' (a link kind
     this kernel lacks)."""
     name = unique_name("fz")
     try:
