@@ -13,6 +13,8 @@ MEM = click.option("--mem", "mem_mb", type=click.IntRange(256), default=2048, sh
                    help="Guest memory; the guest's writes (the tmpfs overlay) live in it too.")
 RW = click.option("--rw", "rw", multiple=True, metavar="DIR",
                   help="Share this host directory writable, at the same path (results, junit xml). Repeatable.")
+NET = click.option("--net", is_flag=True,
+                   help="QEMU user-mode network (NAT through QEMU's own sockets; the host's network is untouched), e.g. for pip.")
 VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Say which kernel and accelerator; keep the kernel's messages.")
 
 
@@ -41,21 +43,23 @@ def prepare(force: bool) -> None:
 @MEM
 @click.option("--timeout", type=click.FloatRange(min=1), metavar="S", help="Stop the VM after S seconds (exit 124).")
 @RW
+@NET
 @VERBOSE
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(mem_mb: int, timeout: float | None, rw: tuple[str, ...], verbose: bool, argv: tuple[str, ...]) -> None:
+def run(mem_mb: int, timeout: float | None, rw: tuple[str, ...], net: bool, verbose: bool, argv: tuple[str, ...]) -> None:
     """Boot the VM, run ARGV as root in this directory, stream its output, exit with its code.
 
     \b
     netlab vm run -- netlab up calico-ipip
     netlab vm run --rw /tmp/out -- pytest -m needs_ipip --junitxml /tmp/out/j.xml"""
-    sys.exit(runner.run(argv, runner.Options(mem_mb=mem_mb, timeout=timeout, rw=rw, verbose=verbose)))
+    sys.exit(runner.run(argv, runner.Options(mem_mb=mem_mb, timeout=timeout, rw=rw, verbose=verbose, net=net)))
 
 
 @command.command("shell")
 @MEM
 @RW
+@NET
 @VERBOSE
-def shell(mem_mb: int, rw: tuple[str, ...], verbose: bool) -> None:
+def shell(mem_mb: int, rw: tuple[str, ...], net: bool, verbose: bool) -> None:
     """An interactive root shell in the VM (exit, or Ctrl-A X, stops it)."""
-    sys.exit(runner.shell(runner.Options(mem_mb=mem_mb, rw=rw, verbose=verbose)))
+    sys.exit(runner.shell(runner.Options(mem_mb=mem_mb, rw=rw, verbose=verbose, net=net)))

@@ -33,6 +33,7 @@ from .qemu import CTL_TAG, ROOT_TAG
 OUT_PORT = "netlab.stdout"
 ERR_PORT = "netlab.stderr"
 MSIZE = 512000  # 9p message size: the most virtio transport takes; fewer round trips per read
+ROOT_CACHE = "loose"
 BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_console")
 APPLETS = ("sh", "mount", "insmod", "mkdir", "cat", "echo", "switch_root", "ln", "ls", "sleep", "dmesg")
 
@@ -63,6 +64,7 @@ class Boot:
     modules_mountpoint: str  # where the guest expects it (/usr/lib/modules/<version> with merged /usr)
     ctl: str
     rw: tuple[tuple[str, str], ...] = ()  # (9p tag, path)
+    root_cache: str = "loose"  # the 9p cache mode of the read-only root (see ROOT_CACHE)
 
 
 def _9p(opts: str, tag: str, where: str) -> str:
@@ -75,7 +77,7 @@ def boot_script(b: Boot) -> str:
         "# netlab vm, stage 1 continued (sourced by the initramfs's /init): see netlab/vm/guest.py",
         "set -e",
         "mkdir -p /lower /up /newroot",
-        _9p("ro,cache=loose", ROOT_TAG, "/lower"),
+        _9p(f"ro,cache={b.root_cache}", ROOT_TAG, "/lower"),
         "mount -t tmpfs -o mode=0755 tmpfs /up",
         "mkdir -p /up/upper /up/work",
         "mount -t overlay -o lowerdir=/lower,upperdir=/up/upper,workdir=/up/work overlay /newroot",
@@ -105,6 +107,15 @@ class Command:
     env: tuple[tuple[str, str], ...]
     ctl: str
     term_size: tuple[int, int] | None = None  # (rows, cols) for the interactive console
+    net: bool = False  # configure QEMU's user-mode network on eth0
+
+
+# QEMU's user-mode network has fixed addresses; without udev nothing loads virtio_net for us
+NET_SETUP = """modprobe virtio_net
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+echo 'nameserver 10.0.2.3' > /etc/resolv.conf"""
 
 
 PREAMBLE = f"""#!/bin/sh
@@ -137,6 +148,8 @@ echo b > /proc/sysrq-trigger
 def stage2_script(c: Command) -> str:
     q = shlex.quote
     lines = [PREAMBLE.rstrip("\n"), f"ctl={q(c.ctl)}"]
+    if c.net:
+        lines.append(NET_SETUP)
     lines += [f"export {k}={q(v)}" for k, v in c.env]
     lines += [f"cd {q(c.cwd)} 2>/dev/null || cd /", "set +e"]
     if c.argv:

@@ -8,7 +8,9 @@ Choices, and why:
 - ``-cpu max``: the default ``qemu64`` model lacks SSE4/AVX, and numpy (pulled in by matplotlib
   and scapy users) dies with SIGILL on it.
 - ``-nodefaults`` and no ``-netdev``: the guest has no network of the host's; labs build their
-  own inside the guest, exactly as on the host.
+  own inside the guest, exactly as on the host. Only ``net=True`` (``netlab vm run --net``, for
+  pip in the provisioning check) adds QEMU's user-mode network: the guest's packets become the
+  QEMU process's own sockets on the host, so nothing in the host's network configuration changes.
 - 9p (``virtio-9p-pci``) shares the host's ``/`` read-only (``readonly=on``) and each writable
   directory by the same path; ``multidevs=remap`` keeps inode numbers unique across the host's
   mount points, which the guest's overlayfs relies on.
@@ -51,6 +53,7 @@ class Spec:
     shares: tuple[Share, ...] = ()
     ports: tuple[Port, ...] = ()
     console: str | None = None  # a file for ttyS0; None: ttyS0 (and QEMU's monitor) on stdio
+    net: bool = False  # user-mode networking (slirp): guest 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3
     binary: str = "qemu-system-x86_64"
     extra: tuple[str, ...] = field(default=())
 
@@ -65,8 +68,13 @@ def kernel_cmdline(quiet: bool = True) -> str:
     return " ".join(args)
 
 
+def _opt(value: str) -> str:
+    """A value inside a QEMU -option list: commas are doubled."""
+    return value.replace(",", ",,")
+
+
 def share_args(s: Share, index: int) -> list[str]:
-    fsdev = f"local,id=fs{index},path={s.path},security_model=none,multidevs=remap"
+    fsdev = f"local,id=fs{index},path={_opt(s.path)},security_model=none,multidevs=remap"
     if s.readonly:
         fsdev += ",readonly=on"
     return ["-fsdev", fsdev, "-device", f"virtio-9p-pci,fsdev=fs{index},mount_tag={s.tag}"]
@@ -96,5 +104,7 @@ def argv(spec: Spec) -> list[str]:
     for i, s in enumerate(spec.shares):
         out += share_args(s, i)
     out += port_args(spec.ports)
+    if spec.net:
+        out += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
     out += console_args(spec.console)
     return out + list(spec.extra)

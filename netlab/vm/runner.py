@@ -11,6 +11,7 @@ serial ports into pipes that this process drains while the VM runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import selectors
 import shutil
@@ -45,6 +46,7 @@ class Options:
     rw: tuple[str, ...] = ()
     cpus: int = 0  # 0: min(2, this machine's CPUs)
     verbose: bool = False
+    net: bool = False
 
 
 def guest_env(environ: dict[str, str], python_bin: str) -> list[tuple[str, str]]:
@@ -81,13 +83,14 @@ def _modules_mountpoint(version: str) -> str:
     return str(Path("/lib/modules").resolve() / version)
 
 
-def _write_scripts(ctl: Path, k: kernel.Kernel, argv: tuple[str, ...], rw: tuple[str, ...]) -> None:
+def _write_scripts(ctl: Path, k: kernel.Kernel, argv: tuple[str, ...], rw: tuple[str, ...], net: bool) -> None:
     boot = guest.Boot(version=k.version, modules=str(k.modules.resolve()),
                       modules_mountpoint=_modules_mountpoint(k.version), ctl=str(ctl),
-                      rw=tuple((f"netlabrw{i}", p) for i, p in enumerate(rw)))
+                      rw=tuple((f"netlabrw{i}", p) for i, p in enumerate(rw)),
+                      root_cache=os.environ.get("NETLAB_VM_9P_CACHE") or guest.ROOT_CACHE)
     size = shutil.get_terminal_size((80, 24))
     cmd = guest.Command(argv=argv, cwd=os.getcwd(), env=tuple(guest_env(dict(os.environ), os.path.dirname(sys.executable))),
-                        ctl=str(ctl), term_size=(size.lines, size.columns))
+                        ctl=str(ctl), term_size=(size.lines, size.columns), net=net)
     (ctl / "boot.sh").write_text(guest.boot_script(boot))
     (ctl / "stage2.sh").write_text(guest.stage2_script(cmd))
 
@@ -99,7 +102,7 @@ def _spec(k: kernel.Kernel, initrd: Path, ctl: Path, opts: Options, accel: str,
     return qemu.Spec(kernel=str(k.vmlinux), initrd=str(initrd), cmdline=qemu.kernel_cmdline(quiet=not opts.verbose),
                      accel=accel, mem_mb=opts.mem_mb, cpus=opts.cpus or min(2, os.cpu_count() or 1),
                      shares=tuple(shares), ports=ports, console=None if interactive else str(ctl / "console.log"),
-                     binary=QEMU)
+                     binary=QEMU, net=opts.net)
 
 
 def _pump(proc: subprocess.Popen, fds: dict[int, BinaryIO], deadline: float | None) -> bool:
@@ -178,7 +181,7 @@ def _boot(argv: tuple[str, ...], opts: Options, stdout: BinaryIO, stderr: Binary
     ctl = Path(tempfile.mkdtemp(prefix="netlab-vm-"))
     pipes: list[tuple[int, int]] = [] if interactive else [os.pipe(), os.pipe()]
     try:
-        _write_scripts(ctl, k, argv, opts.rw)
+        _write_scripts(ctl, k, argv, opts.rw, opts.net)
         ports = tuple(qemu.Port(name, w) for name, (_, w) in zip((guest.OUT_PORT, guest.ERR_PORT), pipes))
         cmd = qemu.argv(_spec(k, initrd, ctl, opts, acc.name, ports, interactive))
         with open(ctl / "qemu.log", "wb") as qlog:
@@ -207,11 +210,11 @@ def run(argv: list[str] | tuple[str, ...], opts: Options = Options(), stdout: Bi
     """Run ``argv`` as root in a fresh VM on the stock kernel; its exit code."""
     if not argv:
         raise NetlabError("no command given", "say what to run: netlab vm run -- CMD …")
-    opts = Options(opts.mem_mb, opts.timeout, check_rw(opts.rw), opts.cpus, opts.verbose)
+    opts = dataclasses.replace(opts, rw=check_rw(opts.rw))
     return _boot(tuple(argv), opts, stdout or sys.stdout.buffer, stderr or sys.stderr.buffer)
 
 
 def shell(opts: Options = Options()) -> int:
     """An interactive root shell in the same kind of VM; the shell's exit code."""
-    opts = Options(opts.mem_mb, None, check_rw(opts.rw), opts.cpus, opts.verbose)
+    opts = dataclasses.replace(opts, timeout=None, rw=check_rw(opts.rw))
     return _boot((), opts, sys.stdout.buffer, sys.stderr.buffer)
