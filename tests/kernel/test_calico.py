@@ -249,8 +249,7 @@ def test_calico_ipip_stops_cleanly_without_ipip():
     assert root_snapshot() == before
 
 
-@pytest.mark.skipif(probe.link_kind("ipip") is not None,
-                    reason="this kernel has no ipip (CONFIG_NET_IPIP); runs on kernels that have it")
+@pytest.mark.needs_ipip  # where the host lacks ipip, the VM pass (tests/vm/tier.py) runs it
 def test_calico_ipip_on_a_kernel_with_ipip(lab_factory, tmp_path):
     before = root_snapshot()
     lab = lab_factory("calico-ipip", nodes=4, pods=1, racks=2, options={"mode": "CrossSubnet"})
