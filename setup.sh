@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Install everything netlab needs on Debian 12 / Ubuntu 24.04 (as root), then optionally test.
-#   ./setup.sh            apt packages + a virtualenv in .venv with netlab installed
-#   ./setup.sh --test     the same, then the whole test suite (what .ci/run does)
+#   ./setup.sh                 apt packages + a virtualenv in .venv with netlab installed
+#   ./setup.sh --test [ARGS]   the same, then the whole test suite (what .ci/run does): the host pass,
+#                              then the VM pass (tests/vm/tier.py: on the distribution's stock kernel,
+#                              the tests needing what this kernel lacks, the fresh-machine and the
+#                              provisioning tests); ARGS go to pytest in both
+#   ./setup.sh --venv DIR      install into DIR instead of .venv (vagrant/provision.sh: /opt/netlab)
+# NETLAB_EXTRAS (default test,bench) names the pip extras to install; empty installs netlab alone.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -10,39 +15,92 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+VENV=.venv
+TEST=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --venv) VENV=${2:?setup.sh: --venv needs a directory}; shift 2 ;;
+    --test) TEST=1; shift; break ;;  # the rest is pytest's
+    *) echo "setup.sh: unknown option '$1' — use --test [pytest args] or --venv DIR" >&2; exit 2 ;;
+  esac
+done
+EXTRAS=${NETLAB_EXTRAS-test,bench}
+
 # Kernel-side tools netlab drives, plus the ones labs and tests use (BIRD for Calico, iperf3 for
 # bench, tcpdump/tshark for capture, socat for the flannel-udp comparison).
 PKGS="python3 python3-venv python3-pip iproute2 iptables iputils-ping iperf3 bird2 tcpdump tshark ethtool socat procps"
-missing=""
-for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  echo "setup.sh: installing$missing" >&2
+# netlab vm: QEMU boots the distribution's stock kernel, the initramfs is busybox-static, kmod's
+# depmod indexes the kernel's modules (and its modprobe loads them in the VM).
+PKGS="$PKGS qemu-system-x86 busybox-static kmod"
+# Only the test suite needs these, and where one cannot be installed it says so and goes on:
+# vagrant (for 'vagrant validate' of the Vagrantfile).
+TEST_PKGS="vagrant"
+
+missing_of() {
+  local p out=""
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out="$out $p"
+  done
+  echo "$out"
+}
+
+apt_updated=0
+apt_install() {  # apt_install PKG…: install what is missing; returns apt-get's status
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
   # tshark asks whether non-root users may capture; the default (no) is right for netlab.
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  # Debian and Ubuntu start (and enable) a BIRD service in the root namespace when bird2 is
-  # installed. netlab runs BIRD only inside lab namespaces, so a service it brought in by
-  # installing the package is stopped again; a bird2 that was already installed is left alone.
-  case " $missing " in
-    *" bird2 "*)
-      if command -v systemctl >/dev/null && systemctl list-unit-files bird.service >/dev/null 2>&1; then
-        systemctl disable --now bird.service >/dev/null 2>&1 || true
-        echo "setup.sh: disabled the bird.service that installing bird2 started (netlab runs BIRD in lab namespaces only)" >&2
-      fi ;;
-  esac
-fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
-# The virtualenv uses the distribution's Python, so the same command works on both releases.
-if [ ! -x .venv/bin/python ]; then
-  /usr/bin/python3 -m venv .venv
-fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
+install_packages() {
+  local missing
+  missing=$(missing_of $PKGS)
+  if [ -n "$missing" ]; then
+    echo "setup.sh: installing$missing" >&2
+    apt_install $missing
+    # Debian and Ubuntu start (and enable) a BIRD service in the root namespace when bird2 is
+    # installed. netlab runs BIRD only inside lab namespaces, so a service it brought in by
+    # installing the package is stopped again; a bird2 that was already installed is left alone.
+    case " $missing " in
+      *" bird2 "*)
+        if command -v systemctl >/dev/null && systemctl list-unit-files bird.service >/dev/null 2>&1; then
+          systemctl disable --now bird.service >/dev/null 2>&1 || true
+          echo "setup.sh: disabled the bird.service that installing bird2 started (netlab runs BIRD in lab namespaces only)" >&2
+        fi ;;
+    esac
+  fi
+  if [ "$TEST" = 1 ]; then
+    missing=$(missing_of $TEST_PKGS)
+    if [ -n "$missing" ]; then
+      echo "setup.sh: installing$missing (for the tests)" >&2
+      apt_install $missing || echo "setup.sh: could not install$missing — the tests that need it are skipped" >&2
+    fi
+  fi
+}
 
-if [ "${1:-}" = "--test" ]; then
-  shift
-  exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests
+# The virtualenv uses the distribution's Python, so the same command works on both releases. A
+# venv that does not run here (made on another machine: its python links to a path this machine
+# does not have, as in a checkout synced into a VM) is made again instead of being trusted.
+install_netlab() {
+  if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    [ -e "$VENV" ] && echo "setup.sh: $VENV does not run on this machine — making it again" >&2
+    /usr/bin/python3 -m venv --clear "$VENV"
+  fi
+  # pip through the venv's interpreter: a venv's bin/pip script names its interpreter by path
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"
+}
+
+install_packages
+install_netlab
+
+if [ "$TEST" = 1 ]; then
+  set +e
+  "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" tests
+  host=$?
+  "$VENV/bin/python" -m tests.vm.tier "$@"
+  vm=$?
+  echo "setup.sh: host pass exit $host, VM pass exit $vm" >&2
+  [ "$host" = 0 ] && [ "$vm" = 0 ]
+  exit
 fi
-echo "setup.sh: ready — .venv/bin/netlab list" >&2
+echo "setup.sh: ready — $VENV/bin/netlab list" >&2
