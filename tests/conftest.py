@@ -15,7 +15,7 @@ IN_VM = os.environ.get("NETLAB_IN_VM") == "1"  # set by `netlab vm run` inside t
 def _mark_lab_features(items) -> None:
     """A kernel test over every lab (a ``lab`` parameter) needs what that lab's datapath needs."""
     for item in items:
-        if "kernel" not in item.keywords:
+        if not item.get_closest_marker("kernel"):
             continue
         lab = getattr(getattr(item, "callspec", None), "params", {}).get("lab")
         if isinstance(lab, str):
@@ -27,12 +27,13 @@ def _placement(item, missing: list[str]) -> str | None:
     """Why this test does not run here, or None. Tests needing a feature this kernel lacks run in
     the VM pass instead (tests/vm/tier.py, which .ci/run runs); ``in_vm`` tests run only there;
     ``vm`` tests boot VMs themselves and run on the host only."""
-    lacking = [f for f in missing if features.marker(f) in item.keywords]
+    # markers, not keywords: a test's keywords also hold its directories' names (tests/vm -> "vm")
+    lacking = [f for f in missing if item.get_closest_marker(features.marker(f))]
     if lacking:
         return f"needs {', '.join(lacking)}"
-    if "in_vm" in item.keywords and not IN_VM:
+    if item.get_closest_marker("in_vm") and not IN_VM:
         return "runs only inside the stock-kernel VM"
-    if "vm" in item.keywords and IN_VM:
+    if item.get_closest_marker("vm") and IN_VM:
         return "boots a VM (not nested)"
     return None
 

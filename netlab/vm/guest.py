@@ -112,6 +112,7 @@ class Command:
 
 # QEMU's user-mode network has fixed addresses; without udev nothing loads virtio_net for us
 NET_SETUP = """modprobe virtio_net
+echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2

@@ -71,7 +71,7 @@ def test_argv_boots_vmlinux_with_max_cpu_no_reboot_and_no_network():
 
 def test_argv_kvm_and_user_network_when_asked():
     a = qemu.argv(spec(accel="kvm", net=True))
-    assert opt(a, "-accel") == ["kvm"] and opt(a, "-netdev") == ["user,id=net0"]
+    assert opt(a, "-accel") == ["kvm"] and opt(a, "-netdev") == ["user,id=net0,ipv6=off"]
 
 
 def test_shares_root_read_only_and_paths_escaped():
