@@ -144,7 +144,7 @@ def ensure(kernel, log: Callable[[str], None]) -> Path:
     log(f"building the initramfs ({len([e for e in entries if e[0].startswith('modules/')])} modules, busybox)")
     for old in kernel.dir.glob("initramfs-*.cpio"):
         old.unlink()
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # two first runs at once each write their own
     tmp.write_bytes(cpio(entries))
     os.replace(tmp, path)
     return path

@@ -105,7 +105,7 @@ def _spec(k: kernel.Kernel, initrd: Path, ctl: Path, opts: Options, accel: str,
                      binary=QEMU, net=opts.net)
 
 
-def _pump(proc: subprocess.Popen, fds: dict[int, BinaryIO], deadline: float | None) -> bool:
+def _pump(proc: subprocess.Popen, fds: dict[int, BinaryIO | None], deadline: float | None) -> bool:
     """Copy the ports' pipes to their sinks until QEMU closes them; False if time ran out."""
     sel = selectors.DefaultSelector()
     for fd in fds:
@@ -122,8 +122,13 @@ def _pump(proc: subprocess.Popen, fds: dict[int, BinaryIO], deadline: float | No
                 open_fds.discard(key.fd)
                 continue
             sink = fds[key.fd]
-            sink.write(data)
-            sink.flush()
+            if sink is None:
+                continue
+            try:
+                sink.write(data)
+                sink.flush()
+            except BrokenPipeError:  # e.g. `netlab vm run -- … | head`: keep draining, stop writing
+                fds[key.fd] = None
     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
     try:
         proc.wait(timeout=wait)

@@ -72,5 +72,5 @@ def test_provision_installs_a_working_netlab_outside_the_synced_folder(tmp_path)
     assert residue("provision") == []
     # the netlab installed is the copy's, from the new venv
     r = subprocess.run([str(VENV / "bin" / "python"), "-c", "import netlab; print(netlab.__file__)"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd="/")  # not this checkout's cwd, which -c would import
     assert r.stdout.strip().startswith(str(src / "netlab")), r.stdout + r.stderr
