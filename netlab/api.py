@@ -85,7 +85,7 @@ def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] |
     dp = get(lab.datapath)
     preflight(dp, lab)
     plan = build_plan(lab)
-    state = State(lab=lab.name, labfile=str(lab.file), overrides=lab.overrides,
+    state = State(lab=lab.name, labfile=str(lab.file), overrides=lab.overrides, labtext=lab.source,
                   namespaces=[n.name for n in plan.namespaces])
     claim(state, progress)  # write-ahead: the state exists before the first namespace does
     try:
@@ -128,10 +128,11 @@ def claim(state: State, progress: Callable[[str], None] | None = None) -> None:
 
 
 def attach(name: str) -> LabHandle:
-    """A handle on a lab that is up, rebuilt from its state file (same file, same overrides)."""
+    """A handle on a lab that is up, its plan rebuilt from what was built: the lab file's text and
+    the overrides recorded in its state, not the file as it may have been edited since."""
     state = load_state(name)
     overrides = dict(state.overrides)
-    lab = model.load(state.labfile, name=name, overrides=overrides)
+    lab = model.load(state.labfile, name=name, overrides=overrides, text=state.labtext or None)
     return LabHandle(lab, build_plan(lab), state)
 
 

@@ -123,6 +123,7 @@ class Lab:
     pod_cidr: IPv4Network
     options: Any  # the datapath's Options dataclass instance
     overrides: dict = field(default_factory=dict)
+    source: str = field(default="", repr=False, compare=False)  # the lab file's text, as read
 
     @property
     def src(self) -> str:
@@ -500,12 +501,17 @@ def _underlay(src: str, ul: dict) -> Underlay:
     return underlay
 
 
-def load(lab: str, name: str | None = None, overrides: dict | None = None) -> Lab:
+def load(lab: str, name: str | None = None, overrides: dict | None = None, text: str | None = None) -> Lab:
     """Read and validate a lab file; ``overrides`` are CLI values for top-level fields,
-    ``underlay.*`` keys and ``options`` (a dict)."""
-    path = find(lab)
+    ``underlay.*`` keys and ``options`` (a dict).
+
+    ``text`` is the file's content as it was when a lab came up (recorded in its state): the
+    model, and so the plan, of a running lab is rebuilt from what was built, not from a lab file
+    that may have been edited since. ``lab`` then only names the file."""
+    path = find(lab) if text is None else Path(lab)
     src = shown_path(path)
-    doc = parse_yaml(read_text(path, src), src)
+    source = read_text(path, src) if text is None else text
+    doc = parse_yaml(source, src)
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -537,6 +543,7 @@ def load(lab: str, name: str | None = None, overrides: dict | None = None) -> La
         underlay=underlay,
         pod_cidr=pod_cidr,
         options=parse_options(src, dp.Options, options),
+        source=source,
         overrides={k: v for k, v in {**overrides, "options": opt_over}.items() if v},
     )
     _check_addressing(src, model)

@@ -46,7 +46,7 @@ class DaemonRecord:
 
 _FIELDS = {"lab": str, "labfile": str, "token": str, "owner": str, "version": int, "overrides": dict,
            "namespaces": list, "daemons": list, "created_by_pid": int, "created_at": (int, float),
-           "complete": bool, "created_by_start": int}
+           "complete": bool, "created_by_start": int, "labtext": str}
 _DAEMON_FIELDS = {"ns": str, "name": str, "pid": int, "start_time": int, "argv": list, "log": str}
 CLAIM_PREFIX = ".claim-"
 
@@ -76,6 +76,9 @@ class State:
     created_at: float = field(default_factory=time.time)
     complete: bool = False
     created_by_start: int = field(default_factory=lambda: _start_time(os.getpid()) or 0)
+    # The lab file's text at up time: status, trace, bgp, bench and explain rebuild the plan of
+    # what was built from it, whatever has happened to the file since.
+    labtext: str = ""
 
     @property
     def dir(self) -> Path:

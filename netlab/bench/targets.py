@@ -296,7 +296,8 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
     taken = [n.name for n in plan.namespaces if netns.exists(n.name)]
     if taken:
         raise NetlabError(f"namespace {taken[0]} already exists", f"netlab down {inst}, or use another --prefix")
-    state = State(lab=inst, labfile=str(m.file), overrides=m.overrides, namespaces=[n.name for n in plan.namespaces])
+    state = State(lab=inst, labfile=str(m.file), overrides=m.overrides, labtext=m.source,
+                  namespaces=[n.name for n in plan.namespaces])
     state.claim()
     names = [n.name for n in plan.namespaces]
 
