@@ -43,12 +43,15 @@ def commands(o) -> list[str]:
     if isinstance(o, Netns):
         return [f"ip netns add {o.name}", f"ip -n {o.name} link set lo up"]
     if isinstance(o, Bridge):
-        return [f"ip -n {o.ns} link add {o.name}{_opt('address', o.mac)}{_opt('mtu', o.mtu)} type bridge",
+        return [f"ip -n {o.ns} link add {o.name}{_opt('address', o.mac)}{_opt('mtu', o.mtu)}"
+                f"{_opt('txqueuelen', o.txqueuelen)} type bridge",
                 f"ip -n {o.ns} link set {o.name} up"]
     if isinstance(o, Veth):
         a, b = o.a, o.b
-        first = (f"ip -n {a.ns} link add {a.name}{_opt('address', a.mac)}{_opt('mtu', a.mtu)} type veth "
-                 f"peer name {b.name}{_opt('address', b.mac)}{_opt('mtu', b.mtu)} netns {b.ns}")
+        first = (f"ip -n {a.ns} link add {a.name}{_opt('address', a.mac)}{_opt('mtu', a.mtu)}"
+                 f"{_opt('txqueuelen', a.txqueuelen)} type veth "
+                 f"peer name {b.name}{_opt('address', b.mac)}{_opt('mtu', b.mtu)}"
+                 f"{_opt('txqueuelen', b.txqueuelen)} netns {b.ns}")
         return [first, *_end_settings(a), *_end_settings(b)]
     if isinstance(o, Vxlan):
         learn = "learning" if o.learning else "nolearning"

@@ -39,11 +39,15 @@ class Netns:
 
 @dataclass(frozen=True)
 class Bridge:
+    """A Linux bridge. ``txqueuelen`` None leaves the kernel's default (1000); Docker creates
+    docker0 with 0 (a bridge is a software device with no qdisc queue of its own)."""
+
     ns: str
     name: str
     mtu: int | None = None
     mac: str | None = None
     stp: bool = False
+    txqueuelen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class VethEnd:
     mac: str | None = None
     master: str | None = None  # bridge in the same namespace
     hairpin: bool = False  # bridge-port flag (kube-flannel's hairpinMode)
+    txqueuelen: int | None = None  # None: the kernel's default (1000); Docker and the CNI plugins use 0
 
 
 @dataclass(frozen=True)

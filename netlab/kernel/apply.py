@@ -107,14 +107,15 @@ class Applier:
         batches: dict[str, Batch] = {}
         for o in links:
             if isinstance(o, Bridge):
-                self._batch(batches, o.ns).bridge(o, o.name, o.mtu, o.mac)
+                self._batch(batches, o.ns).bridge(o, o.name, o.mtu, o.mac, o.txqueuelen)
         self._send(batches)
         batches = {}
         for o in links:
             if isinstance(o, Veth):
                 a, b = o.a, o.b
                 master = self._index(a.ns, a.master, o) if a.master else None
-                self._batch(batches, a.ns).veth(o, a.name, a.mtu, a.mac, master, b.name, b.ns, b.mtu, b.mac)
+                self._batch(batches, a.ns).veth(o, a.name, a.mtu, a.mac, master, b.name, b.ns, b.mtu, b.mac,
+                                                txqlen=a.txqueuelen, peer_txqlen=b.txqueuelen)
         self._send(batches)
         batches = {}
         for o in links:

@@ -127,21 +127,24 @@ class Batch:
         """``ip link set lo up alias <marker>``."""
         self._push(obj, RTM_NEWLINK, 0, ifinfomsg(index=1, flags=IFF_UP, change=IFF_UP) + string(IFLA_IFALIAS, alias))
 
-    def bridge(self, obj: Any, name: str, mtu: int | None, mac: str | None) -> None:
-        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac) + nest(
+    def bridge(self, obj: Any, name: str, mtu: int | None, mac: str | None, txqlen: int | None = None) -> None:
+        """A bridge, up. A MAC given here is set at creation (addr_assign_type NET_ADDR_SET), so
+        the bridge keeps it; without one it takes the lowest MAC of its ports as they join."""
+        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac, txqlen=txqlen) + nest(
             IFLA_LINKINFO, string(IFLA_INFO_KIND, "bridge"))
         self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def veth(self, obj: Any, name: str, mtu: int | None, mac: str | None, master: int | None,
-             peer_name: str, peer_ns: str, peer_mtu: int | None, peer_mac: str | None) -> None:
+             peer_name: str, peer_ns: str, peer_mtu: int | None, peer_mac: str | None,
+             txqlen: int | None = None, peer_txqlen: int | None = None) -> None:
         """A veth pair born with its peer in ``peer_ns`` (IFLA_NET_NS_FD in the peer's ifinfomsg).
 
         This end comes up at once; the peer cannot (the kernel configures it before the two ends
         know each other, and ``veth_open`` then fails with ENOTCONN), so it is raised afterwards."""
         fd = os.open(netns.path(peer_ns), os.O_RDONLY | os.O_CLOEXEC)
         self._fds.append(fd)
-        peer = ifinfomsg() + link_attrs(peer_name, peer_mtu, peer_mac) + u32(IFLA_NET_NS_FD, fd)
-        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac, master) + nest(
+        peer = ifinfomsg() + link_attrs(peer_name, peer_mtu, peer_mac, txqlen=peer_txqlen) + u32(IFLA_NET_NS_FD, fd)
+        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac, master, txqlen) + nest(
             IFLA_LINKINFO, string(IFLA_INFO_KIND, "veth"), nest(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer)))
         self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 

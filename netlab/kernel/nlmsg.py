@@ -29,7 +29,7 @@ NLM_F_DUMP = 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x100, 0x200, 0x400, 0x800
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 # link attributes
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_TXQLEN = 1, 3, 4, 10, 13
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 18, 20, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
@@ -97,7 +97,12 @@ def rtmsg(dst_len: int, table: int, proto: int, scope: int, rtype: int, flags: i
 
 
 def link_attrs(name: str | None = None, mtu: int | None = None, mac: str | None = None,
-               master: int | None = None) -> bytes:
+               master: int | None = None, txqlen: int | None = None) -> bytes:
+    """IFLA_IFNAME, IFLA_MTU, IFLA_ADDRESS, IFLA_MASTER and IFLA_TXQLEN, each only when given.
+
+    ``txqlen`` is tested against None, not for truth: 0 is the value Docker and the CNI plugins
+    ask for (the Go netlink library sends IFLA_TXQLEN whenever ``TxQLen >= 0``), and the kernel
+    applies it at creation (``rtnl_create_link``) instead of its default of 1000."""
     out = b""
     if name:
         out += string(IFLA_IFNAME, name)
@@ -107,6 +112,8 @@ def link_attrs(name: str | None = None, mtu: int | None = None, mac: str | None 
         out += lladdr(IFLA_ADDRESS, mac)
     if master:
         out += u32(IFLA_MASTER, master)
+    if txqlen is not None:
+        out += u32(IFLA_TXQLEN, txqlen)
     return out
 
 

@@ -106,6 +106,7 @@ def snapshot(ns: str) -> Snapshot:
             info = {
                 "kind": kind, "mtu": m.get_attr("IFLA_MTU"), "mac": m.get_attr("IFLA_ADDRESS"),
                 "master": names.get(m.get_attr("IFLA_MASTER") or 0), "up": bool(m["flags"] & IFF_UP),
+                "txqlen": m.get_attr("IFLA_TXQLEN"),
             }
             if kind == "vxlan":
                 data = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_DATA")
@@ -171,6 +172,9 @@ def _diff_link(snap: Snapshot, end, kind: str) -> str:
         diffs.append(f"address {got['mac']} (want {end.mac})")
     if getattr(end, "master", None) and got["master"] != end.master:
         diffs.append(f"master {got['master']} (want {end.master})")
+    want_txq = getattr(end, "txqueuelen", None)
+    if want_txq is not None and got.get("txqlen") != want_txq:
+        diffs.append(f"txqueuelen {got.get('txqlen')} (want {want_txq})")
     if getattr(end, "hairpin", False) and not got.get("hairpin"):
         diffs.append("hairpin off (want on)")
     if not got["up"]:

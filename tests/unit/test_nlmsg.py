@@ -87,3 +87,26 @@ def test_link_set_master_up():
     m = decode(ifinfmsg, one(lambda b: b.link_set(None, 7, up=True, mtu=1450, master=3)))
     assert (m["index"], m["flags"] & 1, m["change"] & 1) == (7, 1, 1)
     assert m.get_attr("IFLA_MASTER") == 3 and m.get_attr("IFLA_MTU") == 1450
+
+
+def test_bridge_and_veth_carry_txqueuelen_zero(monkeypatch):
+    """Docker and the CNI plugins create docker0 and both veth ends with txqueuelen 0: IFLA_TXQLEN
+    must be sent even though the value is 0 (falsy), for each end of the pair."""
+    m = decode(ifinfmsg, one(lambda b: b.bridge(None, "docker0", 1500, "02:42:0a:0b:0c:0d", 0)))
+    assert m.get_attr("IFLA_TXQLEN") == 0 and m.get_attr("IFLA_ADDRESS") == "02:42:0a:0b:0c:0d"
+    assert m.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") == "bridge"
+    m = decode(ifinfmsg, one(lambda b: b.bridge(None, "br0", None, None)))
+    assert m.get_attr("IFLA_TXQLEN") is None  # no field: the kernel's default (1000)
+
+    import netlab.kernel.nl as nl
+    monkeypatch.setattr(nl.os, "open", lambda *a, **k: 99)
+    monkeypatch.setattr(nl.os, "close", lambda fd: None)
+    b = Batch(FakeLink())
+    b.veth(None, "veth1234567", 1500, None, 3, "eth0", "peer-ns", 1500, "02:42:ac:11:00:02",
+           txqlen=0, peer_txqlen=0)
+    (msg,) = b.messages()
+    m = decode(ifinfmsg, msg)
+    assert m.get_attr("IFLA_TXQLEN") == 0 and m.get_attr("IFLA_MASTER") == 3
+    peer = m.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
+    assert peer.get_attr("IFLA_IFNAME") == "eth0" and peer.get_attr("IFLA_TXQLEN") == 0
+    assert peer.get_attr("IFLA_NET_NS_FD") == 99 and peer.get_attr("IFLA_ADDRESS") == "02:42:ac:11:00:02"
