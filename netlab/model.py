@@ -544,7 +544,7 @@ def load(lab: str, name: str | None = None, overrides: dict | None = None, text:
         pod_cidr=pod_cidr,
         options=parse_options(src, dp.Options, options),
         source=source,
-        overrides={k: v for k, v in {**overrides, "options": opt_over}.items() if v},
+        overrides={k: v for k, v in {**overrides, "options": opt_over}.items() if v is not None},
     )
     _check_addressing(src, model)
     dp.validate(model)
