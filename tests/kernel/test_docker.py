@@ -48,11 +48,7 @@ def connect(ns: str, ip: str, port: int) -> re.Match:
 def captured(cap: Capture, timeout: float = 3.0) -> list:
     """The capture's packets once tcpdump has its ``count`` (or after ``timeout``): a loaded machine may
     take a while to schedule tcpdump, so a fixed short wait is not enough."""
-    try:
-        cap.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    return cap.packets(wait=0)
+    return cap.packets(timeout=timeout)
 
 
 def save_rules(ns: str) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ def test_host_gw_routes_and_plain_l2_forwarding(lab_factory, tmp_path):
     node2_mac = ipj(lab.ns("node2"), "link", "show", "eth0")[0]["address"]
     cap = Capture(lab.ns("switch"), "br0", "icmp", tmp_path / "hg.pcap", count=2)
     assert ping(lab.ns("node1-pod1"), "10.244.2.2")
-    pkts = cap.packets(wait=0.2)
+    pkts = cap.packets()
     assert pkts and pkts[0][IP].src == "10.244.1.2" and pkts[0][IP].dst == "10.244.2.2"
     assert pkts[0][Ether].dst == node2_mac and UDP not in pkts[0] and pkts[0][ICMP].type == 8
     assert ping(lab.ns("node1-pod1"), "10.244.1.3")  # same node
@@ -59,6 +59,6 @@ def test_vxlan_across_racks_routes_through_the_router(lab_factory, tmp_path):
     assert [f["dst"] for f in fdb] == ["192.168.101.11"]
     cap = Capture(lab.ns("router"), "eth1", "udp port 8472", tmp_path / "r.pcap", count=2)
     assert ping(lab.ns("node1-pod1"), "10.244.2.2")
-    pkts = cap.packets(wait=0.2)
+    pkts = cap.packets()
     assert pkts and pkts[0][IP].src == "192.168.100.11" and pkts[0][IP].dst == "192.168.101.11"
     assert pkts[0][IP].ttl == 63  # routed once by the underlay router

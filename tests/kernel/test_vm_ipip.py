@@ -33,7 +33,7 @@ def test_calico_ipip_always_every_remote_block_through_tunl0(lab_factory, tmp_pa
     # on the wire: IP protocol 4, node IP outside, pod IP inside
     cap = Capture(lab.ns("switch"), "br0", "ip proto 4", tmp_path / "ipip.pcap", count=2)
     assert ping(lab.ns("node1-pod1"), "192.168.2.1", count=2)
-    pkts = cap.packets(wait=0.5)
+    pkts = cap.packets()
     assert pkts, "no IPIP packet on the underlay switch"
     outer = pkts[0][IP]
     assert (outer.src, outer.dst, outer.proto) == ("10.0.0.11", "10.0.0.12", 4)
