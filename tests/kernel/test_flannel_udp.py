@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
@@ -18,7 +17,7 @@ from scapy.packet import bind_layers, split_layers
 from scapy.utils import checksum
 
 from tests.helpers import (ROOT, Capture, ipj, iptables_save, netns_list, nsexec, ping, residue, root_snapshot,
-                           sysctl, unique_name)
+                           sysctl, unique_name, wait_until)
 
 pytestmark = pytest.mark.kernel
 
@@ -46,6 +45,17 @@ def status_json(name: str) -> tuple[int, dict]:
     r = subprocess.run([sys.executable, "-m", "netlab", "status", name, "--json"], capture_output=True, text=True,
                        cwd=ROOT)
     return r.returncode, json.loads(r.stdout)
+
+
+def status_once_counted(name: str, ns: str, counted, timeout: float = 15.0) -> tuple[int, dict]:
+    """``status --json`` once the forwarder in ``ns`` reports counters for which ``counted(stats)``
+    holds. It rewrites its stats file every second: a fixed wait of a second is too short when the
+    machine is loaded, and longer than needed when it is not."""
+    def check() -> tuple[int, dict] | None:
+        code, st = status_json(name)
+        stats = next(d for d in st["daemons"] if d["ns"] == ns).get("stats")
+        return (code, st) if stats and counted(stats) else None
+    return wait_until(check, timeout=timeout, interval=0.2, what=f"the forwarder's counters in {ns}")
 
 
 def test_kernel_state_has_every_flannel_udp_fact(lab_factory):
@@ -126,8 +136,7 @@ def test_unknown_subnet_gets_icmp_net_unreachable_and_pods_reach_the_router_masq
     assert ping(src, "192.168.100.1")
     pkts = cap.packets()
     assert pkts and pkts[0][IP].src == "192.168.100.11", "the router must see node1's address, not the pod's"
-    time.sleep(1.1)  # the daemon rewrites its stats file every second
-    code, st = status_json(lab.name)
+    code, st = status_once_counted(lab.name, lab.ns("node1"), lambda s: s["no_route"] >= 1 and s["icmp_unreachable"] >= 1)
     d1 = next(d for d in st["daemons"] if d["ns"] == lab.ns("node1"))
     assert d1["stats"]["no_route"] >= 1 and d1["stats"]["icmp_unreachable"] >= 1
 
@@ -137,8 +146,7 @@ def test_status_shows_the_daemons_then_kill_9_and_down_leave_nothing(lab_factory
     lab = lab_factory("flannel-udp", nodes=3, pods=1)  # a size above the default
     assert ping(lab.ns("node1-pod1"), "10.244.3.2", count=2)
     assert ping(lab.ns("node3-pod1"), "10.244.2.2")
-    time.sleep(1.1)
-    code, st = status_json(lab.name)
+    code, st = status_once_counted(lab.name, lab.ns("node1"), lambda s: s["udp_tx"] >= 2 and s["tun_tx"] >= 2)
     assert code == 0 and st["ok"]
     assert len(st["daemons"]) == 3 and all(d["alive"] and d["pid"] for d in st["daemons"])
     d1 = next(d for d in st["daemons"] if d["ns"] == lab.ns("node1"))
@@ -152,12 +160,10 @@ def test_status_shows_the_daemons_then_kill_9_and_down_leave_nothing(lab_factory
     os.kill(pids[0], signal.SIGKILL)
     # the killed forwarder is gone once the kernel has scheduled its exit: wait for that, however
     # long this machine takes, instead of assuming a delay
-    deadline = time.monotonic() + 30
-    while True:
+    def killed_one_is_dead() -> tuple[int, dict] | None:
         code, st = status_json(lab.name)
-        if [d["alive"] for d in st["daemons"]] == [False, True, True] or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return (code, st) if [d["alive"] for d in st["daemons"]] == [False, True, True] else None
+    code, st = wait_until(killed_one_is_dead, timeout=30, interval=0.2, what="status reporting the killed forwarder dead")
     assert code == 1 and [d["alive"] for d in st["daemons"]] == [False, True, True]
     lab.down()
     assert residue(lab.name) == []
@@ -176,17 +182,15 @@ def test_opt_in_vnet_hdr_mode_moves_gso_super_packets(lab_factory):
     server = subprocess.Popen(["ip", "netns", "exec", lab.ns("node2-pod1"), "iperf3", "-s", "-1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            if nsexec(lab.ns("node2-pod1"), "ss", "-Hntl", "sport = :5201").stdout.strip():
-                break
-            time.sleep(0.05)
+        wait_until(lambda: nsexec(lab.ns("node2-pod1"), "ss", "-Hntl", "sport = :5201").stdout.strip(),
+                   what="iperf3 listening on 5201")
         r = nsexec(lab.ns("node1-pod1"), "iperf3", "-c", "10.244.2.2", "-n", "20M", "-J")
         assert r.returncode == 0, r.stdout[-500:]
     finally:
         server.kill()
         server.wait()
-    time.sleep(1.1)
-    code, st = status_json(lab.name)
+    # at least the 20 MB iperf3 moved have gone out of node1's forwarder, once its counters are written
+    code, st = status_once_counted(lab.name, n1, lambda s: s["udp_tx_bytes"] >= 20_000_000)
     s1 = next(d for d in st["daemons"] if d["ns"] == n1)["stats"]
     assert s1["mode"] == "vnet-hdr" and s1["udp_tx_bytes"] / s1["udp_tx"] > 1472
 
