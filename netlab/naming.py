@@ -81,6 +81,15 @@ def mac(*parts: str) -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
+def docker_mac(*parts: str) -> str:
+    """A Docker bridge's MAC: ``02:42`` and four bytes from a hash.
+
+    dockerd gives docker0 ``GenerateRandomMAC()``, ``02:42`` and four random bytes (the same
+    prefix as its containers' ``genMAC``, ``02:42`` + the IPv4 address); netlab keeps the prefix
+    and draws the four bytes from a hash, so the plan stays a pure function of the lab file."""
+    return "02:42:" + ":".join(f"{x:02x}" for x in digest(*parts)[:4])
+
+
 def host_veth(*parts: str) -> str:
     """The host end of a pod's veth, as the CNI bridge plugin names it: ``veth`` + 8 hex digits.
 
@@ -88,6 +97,28 @@ def host_veth(*parts: str) -> str:
     is the same on every run and can be checked by ``status``.
     """
     return "veth" + digest(*parts).hex()[:8]
+
+
+RUN = "{run}"  # in plan paths and argv: the lab's state directory, known only once it is up
+
+
+def expand_run(text: str, run_dir: object) -> str:
+    """``text`` with every ``{run}`` replaced by the lab's state directory: the one expansion of
+    the placeholder (explain writes ``$run`` instead, a shell variable the script sets)."""
+    return text.replace(RUN, str(run_dir))
+
+
+def state_root() -> str:
+    """The root of every lab's state directory: /run/netlab, or ``NETLAB_STATE_DIR``."""
+    import os
+
+    return os.environ.get("NETLAB_STATE_DIR", STATE_DIR)
+
+
+def state_dir(lab: str) -> str:
+    """Where instance ``lab`` keeps its state, logs and daemon configs: what hints print, so a
+    copied command line works as printed wherever ``NETLAB_STATE_DIR`` moved the state."""
+    return f"{state_root()}/{lab}"
 
 
 def marker(lab: str, token: str) -> str:

@@ -21,11 +21,18 @@ Both connections are therefore delivered *locally*, to this process's listening 
 opens a second connection to the container and copies bytes both ways. The container sees the
 proxy's source address (docker0's 172.17.0.1), not the client's: one more way NAT-like plumbing
 hides who is calling. Only TCP is relayed here.
+
+``-host-ip ::`` is the IPv6 twin dockerd 20.10 starts next to the IPv4 one: an AF_INET6 socket
+with IPV6_V6ONLY set (docker-proxy listens with Go's ``tcp6``), so it takes ``[::]:port`` while the
+other process holds ``0.0.0.0:port``, and ``[::1]:port`` reaches the container's IPv4 address
+through it; no ip6tables rule is involved. On a kernel without IPv6 at all (``ipv6.disable=1``),
+where dockerd would not start it, it says so, reports ready and only waits for SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import socket
 import sys
@@ -67,6 +74,19 @@ def relay(client: socket.socket, backend: tuple[str, int]) -> None:
     upstream.close()
 
 
+def listener(host_ip: str, port: int) -> socket.socket:
+    """The listening socket: AF_INET for an IPv4 address, AF_INET6 *v6only* for an IPv6 one, so
+    the IPv4 and IPv6 proxies of one published port never collide on the port."""
+    v6 = ":" in host_ip
+    lsock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6:
+        lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    lsock.bind((host_ip, port))
+    lsock.listen(128)
+    return lsock
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="docker-proxy", description=__doc__.splitlines()[0])
     ap.add_argument("-proto", default="tcp", choices=("tcp",))
@@ -77,12 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ready", help="file to create once listening")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind((args.host_ip, args.host_port))
-    lsock.listen(128)
+    try:
+        lsock = listener(args.host_ip, args.host_port)
+    except OSError as e:
+        if e.errno != errno.EAFNOSUPPORT:
+            raise
+        print(f"docker-proxy: no IPv6 in this namespace, not listening on {args.host_ip}", flush=True)
+        if args.ready:
+            Path(args.ready).touch()
+        while True:
+            signal.pause()
     backend = (args.container_ip, args.container_port)
-    print(f"docker-proxy: {args.host_ip}:{args.host_port} -> {backend[0]}:{backend[1]}", flush=True)
+    shown = f"[{args.host_ip}]" if ":" in args.host_ip else args.host_ip
+    print(f"docker-proxy: {shown}:{args.host_port} -> {backend[0]}:{backend[1]}", flush=True)
     if args.ready:
         Path(args.ready).touch()
     while True:

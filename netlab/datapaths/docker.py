@@ -6,9 +6,11 @@ This is a helper module, not a datapath: it defines no ``DATAPATH``.
 Per Docker host (a lab *node*):
 
 - ``docker0``: a Linux bridge holding the first host address of the pool (``172.17.0.1/16``),
-  a random MAC (netlab: a hash), the network MTU, and ``accept_ra=0``. The connected route
+  a random ``02:42:xx:xx:xx:xx`` MAC (netlab: ``02:42`` and a hash), the network MTU,
+  txqueuelen 0 and ``accept_ra=0``. The connected route
   ``172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.0.1`` comes with the address.
-- per container: a veth pair. The host end is ``veth`` + 7 hex characters, a port of docker0;
+- per container: a veth pair, txqueuelen 0 on both ends (libnetwork's ``TxQLen: 0``, which the
+  Go netlink library sends as IFLA_TXQLEN). The host end is ``veth`` + 7 hex characters, a port of docker0;
   the container end is ``eth0`` with ``172.17.0.N/16``, the MAC ``02:42:`` + the four address
   bytes (``genMAC``), and ``default via 172.17.0.1``. Nothing static in the neighbour tables or
   the FDB: ARP and bridge learning do the work, so two containers on one host talk over plain L2.
@@ -31,8 +33,9 @@ Sysctls, and why the lab sets so few of them:
   iptables, and the lab still works; pinning it would make ``up`` fail on such a host.
 - ``net.ipv6.conf.docker0.accept_ra=0`` as dockerd's ``setupDefaultSysctl`` writes it.
 
-Not modelled: the host end's ``txqueuelen 0`` (the plan has no field for it, and it changes no
-forwarding decision).
+docker-proxy (:func:`proxies`): with IPv6 in the host namespace, Docker 20.10.24 runs *two* per
+published port, one on ``0.0.0.0`` and one on ``::``, so ``[::1]:port`` answers as well as
+``127.0.0.1:port``.
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ def build_host(plan: Plan, lab: Lab, node: Node, cs: list[Container], mtu: int,
     """docker0, the containers and the iptables rules of one Docker host."""
     gw = gateway(lab.pod_cidr)
     plan.add(
-        Bridge(node.ns, BRIDGE, mtu=mtu, mac=naming.mac(lab.name, node.name, BRIDGE)),
+        Bridge(node.ns, BRIDGE, mtu=mtu, mac=naming.docker_mac(lab.name, node.name, BRIDGE), txqueuelen=0),
         Addr(node.ns, BRIDGE, str(gw)),
         # dockerd skips this write when the file is missing (IPv6 off, or an MTU below IPv6's
         # minimum of 1280, which makes the kernel drop IPv6 from the device): so does netlab
@@ -166,8 +169,8 @@ def build_host(plan: Plan, lab: Lab, node: Node, cs: list[Container], mtu: int,
         plan.add(
             # Without the userland proxy Docker turns hairpin on, so a container can reach its
             # own published port through the host (the frame goes back out of the port it came in).
-            Veth(VethEnd(node.ns, c.veth, mtu=mtu, master=BRIDGE, hairpin=not userland_proxy),
-                 VethEnd(c.ns, "eth0", mtu=mtu, mac=c.mac)),
+            Veth(VethEnd(node.ns, c.veth, mtu=mtu, master=BRIDGE, hairpin=not userland_proxy, txqueuelen=0),
+                 VethEnd(c.ns, "eth0", mtu=mtu, mac=c.mac, txqueuelen=0)),
             Addr(c.ns, "eth0", str(c.ip)),
             Route(c.ns, "default", via=str(gw.ip), dev="eth0"),
         )
@@ -245,10 +248,22 @@ def daemon_argv(module: str, *args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", f"netlab.daemons.{module}", *args)
 
 
-def proxy(node: Node, p: Publish) -> Daemon:
-    """The stand-in for ``docker-proxy``, with docker-proxy's own arguments, in the host namespace."""
-    name = f"docker-proxy-{p.host_port}"
+def proxy(node: Node, p: Publish, host_ip: str = "0.0.0.0") -> Daemon:
+    """The stand-in for ``docker-proxy``, with docker-proxy's own arguments, in the host namespace.
+
+    ``host_ip`` ``::`` is the IPv6 twin (daemon ``docker-proxy-<port>-v6``): it listens on
+    ``[::]:port`` only (IPV6_V6ONLY, as docker-proxy's ``tcp6`` listener, so it and the IPv4 one
+    can hold the same port) and relays to the container's IPv4 address."""
+    name = f"docker-proxy-{p.host_port}" + ("-v6" if ":" in host_ip else "")
     return Daemon(node.ns, name, daemon_argv(
-        "docker_proxy", "-proto", p.proto, "-host-ip", "0.0.0.0", "-host-port", str(p.host_port),
+        "docker_proxy", "-proto", p.proto, "-host-ip", host_ip, "-host-port", str(p.host_port),
         "-container-ip", p.container_ip, "-container-port", str(p.container_port),
         "--ready", f"{{run}}/{node.ns}.{name}.ready"), ready=f"{{run}}/{node.ns}.{name}.ready")
+
+
+def proxies(node: Node, p: Publish) -> list[Daemon]:
+    """Both docker-proxies dockerd 20.10 starts for a published port: ``0.0.0.0`` and ``::``.
+
+    Without an ip6tables DNAT, ``[::1]:port`` and ``[<host IPv6>]:port`` are only served by the
+    ``::`` proxy's socket, which is why real Docker answers on IPv6 loopback at all."""
+    return [proxy(node, p), proxy(node, p, "::")]

@@ -29,7 +29,8 @@ needs ``spark.driver.host`` / ``bindAddress`` and explicit port settings behind 
 **docker-proxy.** With Docker's default ``--userland-proxy=true`` every published port also has a
 ``docker-proxy`` process listening on the host. netlab runs a stand-in for it, a TCP relay
 (:mod:`netlab.daemons.docker_proxy`, with docker-proxy's own arguments) in the node namespace, one
-per published port, so the two paths the DNAT rules deliberately skip work as on a real host:
+per published port and address family (``0.0.0.0`` and ``::``, as Docker 20.10.24 runs two), so
+the two paths the DNAT rules deliberately skip work as on a real host, and ``[::1]:12345`` answers too:
 ``127.0.0.1:12345`` on node1 (``OUTPUT ! -d 127.0.0.0/8``), and a container reaching its *own*
 host's published port (``DOCKER -i docker0 -j RETURN``); in both cases the container sees the
 peer 172.17.0.1, the relay's address, not the client's. With ``-o userland_proxy=false`` the lab
@@ -80,7 +81,7 @@ def plan(lab: Lab) -> Plan:
         p.add(app(c))
     if lab.options.userland_proxy:
         for c in cs:
-            p.add(docker.proxy(c.node, c.publish))
+            p.add(*docker.proxies(c.node, c.publish))
     return p
 
 

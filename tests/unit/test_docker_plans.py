@@ -80,8 +80,9 @@ def test_bridge_docker0_and_three_containers():
     p = plan("bridge")
     assert [n.host for n in p.namespaces] == ["router", "switch", "node1", "container1", "container2", "container3"]
     (br,) = p.of(Bridge)[1:]  # [0] is the underlay switch's br0
-    assert (br.ns, br.name, br.mtu) == ("p-node1", "docker0", 1500)
-    assert re.match(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", br.mac) and int(br.mac[:2], 16) & 0x03 == 0x02
+    assert (br.ns, br.name, br.mtu, br.txqueuelen) == ("p-node1", "docker0", 1500, 0)
+    # GenerateRandomMAC: 02:42 and four random bytes (netlab: four hashed bytes)
+    assert re.match(r"^02:42(:[0-9a-f]{2}){4}$", br.mac)
     assert Addr("p-node1", "docker0", "172.17.0.1/16") in p.objects
     assert Sysctl("p-node1", "net/ipv6/conf/docker0/accept_ra", "0") in p.objects
     assert Sysctl("p-node1", "net/ipv4/ip_forward", "1") in p.objects
@@ -99,6 +100,7 @@ def test_bridge_container_veth_address_mac_route(n):
     assert not v.a.hairpin  # hairpin only with --userland-proxy=false
     ip = f"172.17.0.{n + 1}"
     assert (v.b.name, v.b.mac, v.a.mtu, v.b.mtu) == ("eth0", f"02:42:ac:11:00:{n + 1:02x}", 1500, 1500)
+    assert (v.a.txqueuelen, v.b.txqueuelen) == (0, 0)  # libnetwork's TxQLen 0 on both ends
     assert Addr(ns, "eth0", f"{ip}/16") in p.objects
     assert [(r.dst, r.via, r.dev) for r in p.of(Route) if r.ns == ns] == [("default", "172.17.0.1", "eth0")]
 
@@ -186,7 +188,10 @@ def test_nat_daemons_listeners_and_docker_proxies():
     assert set(ds) == {("p-node1-executor1", "executor1"), ("p-node1-executor2", "executor2"),
                        ("p-node2-executor3", "executor3"), ("p-node2-executor4", "executor4"),
                        ("p-node1", "docker-proxy-12345"), ("p-node1", "docker-proxy-12346"),
-                       ("p-node2", "docker-proxy-12347"), ("p-node2", "docker-proxy-12348")}
+                       ("p-node2", "docker-proxy-12347"), ("p-node2", "docker-proxy-12348"),
+                       # Docker 20.10.24 starts a second docker-proxy per port on :: (DATAPATHS.md §1)
+                       ("p-node1", "docker-proxy-12345-v6"), ("p-node1", "docker-proxy-12346-v6"),
+                       ("p-node2", "docker-proxy-12347-v6"), ("p-node2", "docker-proxy-12348-v6")}
     app = ds[("p-node2-executor3", "executor3")]
     assert app.argv[1:3] == ("-m", "netlab.daemons.whoami") and "--name" in app.argv and "7070" in app.argv
     assert app.ready and app.ready.startswith("{run}/") and app.ready in app.argv
@@ -196,6 +201,9 @@ def test_nat_daemons_listeners_and_docker_proxies():
     # docker-proxy's own command line (portmapper/proxy_linux.go)
     assert args[3:13] == ["-proto", "tcp", "-host-ip", "0.0.0.0", "-host-port", "12347",
                           "-container-ip", "172.17.0.2", "-container-port", "7070"]
+    six = list(ds[("p-node2", "docker-proxy-12347-v6")].argv)
+    assert six[3:13] == ["-proto", "tcp", "-host-ip", "::", "-host-port", "12347",
+                         "-container-ip", "172.17.0.2", "-container-port", "7070"]
 
 
 def test_nat_without_userland_proxy():
@@ -215,7 +223,7 @@ def test_nat_overrides_number_executors_across_hosts():
     assert Addr("p-node3-executor9", "eth0", "172.17.0.4/16") in p.objects
     node3 = rules_of(ruleset_of(p, "p-node3"))["nat"]
     assert "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 12353 -j DNAT --to-destination 172.17.0.4:7070" in node3
-    assert len(p.of(Daemon)) == 18
+    assert len(p.of(Daemon)) == 27  # 9 executors, and an IPv4 and an IPv6 docker-proxy for each
 
 
 def test_nat_validation():
@@ -249,8 +257,12 @@ def test_helper_module_is_not_a_datapath():
 def test_explain_scripts():
     text = script(plan("docker-nat"))
     assert "ip -n p-node1 link add docker0 address" in text
-    assert re.search(r"ip -n p-node1 link add veth[0-9a-f]{7} mtu 1500 type veth peer name eth0 address "
-                     r"02:42:ac:11:00:02 mtu 1500 netns p-node1-executor1", text)
+    assert re.search(r"ip -n p-node1 link add docker0 address 02:42(:[0-9a-f]{2}){4} mtu 1500 txqueuelen 0 type bridge",
+                     text)
+    # txqueuelen 0 on both ends, as libnetwork creates them
+    assert re.search(r"ip -n p-node1 link add veth[0-9a-f]{7} mtu 1500 txqueuelen 0 type veth peer name eth0 address "
+                     r"02:42:ac:11:00:02 mtu 1500 txqueuelen 0 netns p-node1-executor1", text)
+    assert "-host-ip :: -host-port 12347" in text  # the IPv6 docker-proxy
     assert ":FORWARD DROP [0:0]" in text
     assert "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 12347 -j DNAT --to-destination 172.17.0.2:7070" in text
     # daemon paths expand in the shell ("$run"), they are not single-quoted literals
