@@ -136,6 +136,8 @@ def attach(plan: Plan, topo: Topology, node: Node, blk: IPv4Network, mtu: int) -
             # forwarding on the host end: without it proxy ARP stays silent (DATAPATHS.md §3)
             Sysctl(node.ns, f"net/ipv4/conf/{cali}/forwarding", "1"),
             Sysctl(node.ns, f"net/ipv4/conf/{cali}/route_localnet", "1"),
+            # the CNI plugin and Felix: no router advertisements on the host end (absent without IPv6)
+            Sysctl(node.ns, f"net/ipv6/conf/{cali}/accept_ra", "0", required=False),
             Route(node.ns, f"{ip}/32", dev=cali, scope="link"),
         )
 
@@ -337,6 +339,7 @@ def add_bird(plan: Plan, ns: str, host: str, config: str) -> None:
     plan.add(
         File(conf, config),
         Daemon(ns, BIRD, (BIRD, "-f", "-c", conf, "-s", socket_path(host), "-P", f"{{run}}/bird-{host}.pid"),
+               control=socket_path(host),
                ready=socket_path(host)),
     )
 

@@ -65,6 +65,10 @@ def test_host_side_cali_veth_no_ip_proxy_arp_sysctls_and_32_route():
     for key, value in (("net/ipv4/conf/{}/proxy_arp", "1"), ("net/ipv4/neigh/{}/proxy_delay", "0"),
                        ("net/ipv4/conf/{}/forwarding", "1"), ("net/ipv4/conf/{}/route_localnet", "1")):
         assert Sysctl("p-node1", key.format(name), value) in p.objects
+    # Calico's CNI plugin and Felix turn router advertisements off on the host end (DATAPATHS.md §3)
+    assert Sysctl("p-node1", f"net/ipv6/conf/{name}/accept_ra", "0", required=False) in p.objects
+    # Calico leaves txqueuelen alone (netlink.NewLinkAttrs: TxQLen -1)
+    assert (v.a.txqueuelen, v.b.txqueuelen) == (None, None)
     assert Route("p-node1", "192.168.1.1/32", dev=name, scope="link") in p.objects
     assert Sysctl("p-node1", "net/ipv4/ip_forward", "1") in p.objects
     # the default route proxy ARP needs points into the lab, at the underlay router

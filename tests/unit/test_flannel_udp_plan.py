@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
-from netlab import api, model
+from netlab import api, model, naming
 from netlab.daemons import flannel_udp as fwd
 from netlab.errors import LabFileError
 from netlab.explain import script
@@ -42,7 +42,7 @@ def test_flannel0_tun_with_its_lease_as_a_32_and_one_overlay_route():
 
 def test_cni0_veths_and_pods_at_mtu_1472():
     p = plan()
-    assert Bridge("p-node1", "cni0", mtu=1472) in p.objects
+    assert Bridge("p-node1", "cni0", mtu=1472, mac=naming.mac("p", "node1", "cni0")) in p.objects
     assert Addr("p-node1", "cni0", "10.244.1.1/24") in p.objects
     pod_veths = [v for v in p.of(Veth) if v.a.master == "cni0"]
     assert len(pod_veths) == 4 and {(v.a.mtu, v.b.mtu) for v in pod_veths} == {(1472, 1472)}

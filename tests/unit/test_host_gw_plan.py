@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netlab import api, model
+from netlab import api, model, naming
 from netlab.plan import Addr, Bridge, Fdb, Route, Veth, Vxlan
 
 
@@ -15,7 +15,7 @@ def test_host_gw_routes_via_node_ips_no_tunnel():
     assert not p.of(Vxlan)
     r = [(o.dst, o.via, o.dev, o.onlink) for o in p.of(Route) if o.ns == "p-node1" and o.dev == "eth0" and o.dst != "default"]
     assert r == [("10.244.2.0/24", "192.168.100.12", "eth0", False), ("10.244.3.0/24", "192.168.100.13", "eth0", False)]
-    assert Bridge("p-node1", "cni0", mtu=1500) in p.objects
+    assert Bridge("p-node1", "cni0", mtu=1500, mac=naming.mac("p", "node1", "cni0")) in p.objects
     assert {v.b.mtu for v in p.of(Veth) if v.a.name.startswith("veth")} == {1500}
 
 

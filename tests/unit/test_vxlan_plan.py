@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netlab import api, model
+from netlab import api, model, naming
 from netlab.explain import script
 from netlab.plan import Addr, Bridge, Fdb, Neigh, Route, Ruleset, Sysctl, Veth, Vxlan
 
@@ -20,7 +20,8 @@ def test_flannel_1_device():
         ("flannel.1", 1, 8472, "192.168.100.11", "eth0", False, 1450)
     assert Addr("p-node1", "flannel.1", "10.244.1.0/32") in p.objects
     assert Addr("p-node1", "cni0", "10.244.1.1/24") in p.objects
-    assert Bridge("p-node1", "cni0", mtu=1450) in p.objects
+    # the bridge plugin sets cni0's MAC, so it never follows the lowest port MAC (issue 11)
+    assert Bridge("p-node1", "cni0", mtu=1450, mac=naming.mac("p", "node1", "cni0")) in p.objects
 
 
 def test_remote_entries_in_flannel_order():
@@ -44,6 +45,11 @@ def test_pods_attached_like_the_bridge_plugin():
     v = veths[0]
     assert v.a.name.startswith("veth") and len(v.a.name) == 12 and v.a.master == "cni0" and v.a.hairpin
     assert (v.b.name, v.b.mtu, v.a.mtu) == ("eth0", 1450, 1450)
+    assert (v.a.txqueuelen, v.b.txqueuelen) == (0, 0)  # the plugin's veths: TxQLen 0 on both ends
+    # accept_ra 0 on cni0 and the host veth, accept_dad 0 in the pod (hairpin reflects DAD probes)
+    assert Sysctl("p-node1", "net/ipv6/conf/cni0/accept_ra", "0", required=False) in p.objects
+    assert Sysctl("p-node1", f"net/ipv6/conf/{v.a.name}/accept_ra", "0", required=False) in p.objects
+    assert Sysctl("p-node1-pod1", "net/ipv6/conf/eth0/accept_dad", "0", required=False) in p.objects
     assert Addr("p-node1-pod1", "eth0", "10.244.1.2/24") in p.objects
     routes = [r for r in p.of(Route) if r.ns == "p-node1-pod1"]
     assert [(r.dst, r.via) for r in routes] == [("default", "10.244.1.1"), ("10.244.0.0/16", "10.244.1.1")]
