@@ -28,6 +28,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
+from . import naming
 from .errors import NetlabError
 from .kernel import procs
 from .plan import Daemon, File, Plan, Route as PlanRoute
@@ -222,7 +223,7 @@ class PlannedSpeaker:
     kernel: bool  # has a kernel protocol: it programs the node's routing table
 
     def socket_in(self, run_dir: Path | str) -> str:
-        return self.socket.replace("{run}", str(run_dir))
+        return naming.expand_run(self.socket, run_dir)
 
 
 def _arg(argv: tuple[str, ...], flag: str) -> str | None:
@@ -252,7 +253,7 @@ def expected(plan: Plan) -> list[PlannedSpeaker]:
     for d in plan.of(Daemon):
         if not (d.argv and d.argv[0].endswith("bird")):
             continue
-        sock, conf = _arg(d.argv, "-s"), _arg(d.argv, "-c")
+        sock, conf = d.control, _arg(d.argv, "-c")
         if sock is None or conf not in files:
             continue
         rid, sessions, blocks, kernel = parse_config(files[conf])

@@ -257,6 +257,7 @@ class Daemon:
     argv: tuple[str, ...]
     ready: str | None = None
     stats: str | None = None
+    control: str | None = None  # its control socket (with {run}), e.g. BIRD's for birdc
 
 
 @dataclass(frozen=True)

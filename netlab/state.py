@@ -31,7 +31,7 @@ VERSION = 1
 
 
 def state_root() -> Path:
-    return Path(os.environ.get("NETLAB_STATE_DIR", naming.STATE_DIR))
+    return Path(naming.state_root())
 
 
 @dataclass
@@ -87,6 +87,10 @@ class State:
     @property
     def path(self) -> Path:
         return self.dir / "state.json"
+
+    def expand(self, text: str) -> str:
+        """A plan path or argument with ``{run}`` made this lab's state directory."""
+        return naming.expand_run(text, self.dir)
 
     @property
     def marker(self) -> str:

@@ -371,7 +371,7 @@ def _daemon_of(plan: Plan, state: State, pid: int, ns: str) -> tuple[str, list[s
     under the planned name lets ``netlab status`` (verify) check it like a daemon netlab started."""
     cmdline = procs.cmdline(pid) or []
     for d in plan.of(Daemon):
-        argv = [a.replace("{run}", str(state.dir)) for a in d.argv]
+        argv = [state.expand(a) for a in d.argv]
         if d.ns == ns and argv == cmdline:
             return d.name, argv
     return "explain-started", cmdline
@@ -381,7 +381,7 @@ def _wait_ready(plan: Plan, state: State, timeout: float = 10.0) -> None:
     for d in plan.of(Daemon):
         if not d.ready:
             continue
-        path = Path(d.ready.replace("{run}", str(state.dir)))
+        path = Path(state.expand(d.ready))
         deadline = time.monotonic() + timeout
         while not path.exists():
             if time.monotonic() > deadline:

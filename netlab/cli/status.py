@@ -114,7 +114,7 @@ def _add_stats(h: api.LabHandle, daemons: list[dict]) -> None:
         path = declared.get((d["ns"], d["name"]))
         if path:
             try:
-                raw = json.loads(Path(path.replace("{run}", str(h.state.dir))).read_text())
+                raw = json.loads(Path(h.state.expand(path)).read_text())
             except (OSError, ValueError):
                 raw = None
             d["stats"] = {k: v for k, v in raw.items() if isinstance(v, (int, float, str))} if isinstance(raw, dict) else None

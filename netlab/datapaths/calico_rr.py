@@ -12,7 +12,7 @@ no pod packet ever crosses it.
 
 from __future__ import annotations
 
-from .. import bgp
+from .. import bgp, naming
 from ..model import Lab
 from ..plan import Plan
 from ..topology import resolve
@@ -36,7 +36,8 @@ def next_steps(lab: Lab, p: Plan) -> str:
     topo = resolve(lab)
     return calico.pod_next_steps(lab, topo, [
         f"BGP sessions:        netlab bgp {lab.name}   (one per node, n on the reflector)",
-        f"the reflector:       netlab exec {lab.name} {calico.RR_HOST} -- birdc -s /run/netlab/{lab.name}/bird-rr.ctl show protocols",
+        f"the reflector:       netlab exec {lab.name} {calico.RR_HOST} -- birdc -s "
+        f"{naming.expand_run(calico.socket_path(calico.RR_HOST), naming.state_dir(lab.name))} show protocols",
     ])
 
 

@@ -37,6 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from .. import naming
 from ..model import Lab
 from ..plan import Addr, Daemon, Plan, Route, Sysctl, Tun
 from ..topology import resolve
@@ -134,7 +135,7 @@ def next_steps(lab: Lab, p: Plan) -> str:
     if unleased:
         lines.append(f"no lease -> ICMP:     netlab exec {lab.name} {src.host} -- ping -c 1 {unleased}")
     lines += [
-        f"forwarder counters:   netlab status {lab.name}   (logs: /run/netlab/{lab.name}/*.{DAEMON}.log)",
+        f"forwarder counters:   netlab status {lab.name}   (logs: {naming.state_dir(lab.name)}/*.{DAEMON}.log)",
         f"the whole recipe:     netlab explain {lab.name}",
     ]
     if lab.options.mode != "flannel":

@@ -234,7 +234,7 @@ class Applier:
     def files(self, objs: list[File]) -> None:
         """Write daemon configs into the lab's state directory (and nowhere else)."""
         for f in objs:
-            path = f.path.replace("{run}", str(self.state.dir), 1)
+            path = self.state.expand(f.path)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w") as out:
                 out.write(f.content)
@@ -242,7 +242,7 @@ class Applier:
     def daemons(self, objs: list[Daemon]) -> None:
         for d in objs:
             log = self.state.dir / f"{d.ns}.{d.name}.log"
-            argv = [a.replace("{run}", str(self.state.dir)) for a in d.argv]
+            argv = [self.state.expand(a) for a in d.argv]
             with open(log, "ab") as out:
                 p = procs.popen(d.ns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
@@ -250,7 +250,7 @@ class Applier:
             self.state.daemons.append(DaemonRecord(d.ns, d.name, p.pid, started or 0, argv, str(log)))
             self.state.save()
             if d.ready:
-                ready = d.ready.replace("{run}", str(self.state.dir))
+                ready = self.state.expand(d.ready)
                 deadline = time.monotonic() + 10
                 while not os.path.exists(ready):
                     if p.poll() is not None or time.monotonic() > deadline:
