@@ -14,14 +14,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from netlab import model
 from netlab.trace import engine
-from tests.helpers import ipj, nsexec, ping, sh
+from tests.helpers import ipj, nsexec, ping, sh, wait_until
 
 pytestmark = pytest.mark.kernel
 
@@ -34,8 +33,9 @@ ETHER_TYPES = {"Ether": "eth", "IP": "ip", "UDP": "udp", "VXLAN": "vxlan", "ICMP
 
 
 def needs(lab: str) -> None:
-    if lab not in LABS:
-        pytest.skip(f"lab {lab} has not landed yet")
+    """Every lab these tests trace has landed: a lab file that is missing or no longer listed is a
+    failure here, never a skip that would hide it."""
+    assert lab in LABS, f"lab {lab} is not among the lab files ({sorted(LABS)})"
 
 
 # ---- reading the kernel independently -----------------------------------------------------------
@@ -324,7 +324,8 @@ def test_capture_marks_gso_super_frames_and_leaves_offloads_alone(lab_factory, t
     server = subprocess.Popen(["ip", "netns", "exec", lab.ns("node2-pod1"), "iperf3", "-s", "-1", "-p", "5299"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.3)
+        wait_until(lambda: nsexec(lab.ns("node2-pod1"), "ss", "-Hntl", "sport = :5299").stdout.strip(),
+                   what="iperf3 listening on 5299")
         f = tmp_path / "gso.pcapng"
         cp = _capture(lab, ["node1-pod1:eth0", "-w", str(f), "--decode", "-c", "30", "--filter", "tcp port 5299"],
                       lambda: nsexec(lab.ns("node1-pod1"), "iperf3", "-c", p.ip_b, "-p", "5299", "-n", "4M"), tmp_path)
@@ -394,14 +395,11 @@ def trace_until_tun_drops(lab, seconds: float) -> engine.TraceResult:
     the kernel has scheduled it to exit and closed its files; until then the TUN queues the
     packet instead of dropping it. How long that takes depends on the machine (seconds under
     emulation), so wait for the condition instead of assuming a delay."""
-    deadline = time.monotonic() + seconds
-    while True:
+    def stopped_with_a_drop() -> engine.TraceResult | None:
         r = engine.run(lab.plan, "node1-pod1", "node2-pod1", timeout=0.5, state=lab.state)
-        if not r.complete and "flannel0 tx_drop" in "\n".join(r.stop.evidence):
-            return r
-        if time.monotonic() > deadline:
-            return r  # the caller's assertions say what is missing
-        time.sleep(0.2)
+        return r if not r.complete and "flannel0 tx_drop" in "\n".join(r.stop.evidence) else None
+    return wait_until(stopped_with_a_drop, timeout=seconds, interval=0.2,
+                      what="a trace stopped at flannel0 with its tx_drop counted")
 
 
 # ---- docker-nat (DATAPATHS.md §1, the seed's Spark example) -------------------------------------
@@ -491,13 +489,10 @@ CALI_MAC = "ee:ee:ee:ee:ee:ee"
 
 def wait_for_bird(lab, node: str, block_of: str, seconds: float = 30) -> None:
     """BIRD installs the remote block (proto bird) some seconds after up."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if any(r.get("protocol") == "bird" and r.get("gateway") for r in ipj(lab.ns(node), "route")):
-            if ping(lab.ns(f"{node}-pod1"), block_of, timeout=1):
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"BIRD did not install routes in {node} within {seconds}s")
+    def routed() -> bool:
+        return any(r.get("protocol") == "bird" and r.get("gateway") for r in ipj(lab.ns(node), "route")) \
+            and ping(lab.ns(f"{node}-pod1"), block_of, timeout=1)
+    wait_until(routed, timeout=seconds, interval=0.5, what=f"BIRD's routes in {node} carrying a ping to {block_of}")
 
 
 def calico_request(p: Pods) -> list[tuple[str, str, str]]:
