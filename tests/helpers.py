@@ -25,13 +25,16 @@ T = TypeVar("T")
 # (The idea of the kernel selftests' lib.sh slowwait / busywait_for_counter.)
 
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
-               what: str = "the condition", retry_on: tuple[type[BaseException], ...] = ()) -> T:
+               what: str = "the condition", retry_on: tuple[type[BaseException], ...] = (),
+               detail: Callable[[], object] | None = None) -> T:
     """Call ``predicate`` until it returns something truthy and return that value.
 
     Raises AssertionError after ``timeout`` seconds naming ``what`` and the last value seen, so a
     timeout reads as a test failure that says what never happened. Exceptions of the types in
     ``retry_on`` (a file not written yet, a half-written JSON document) count as "not yet"; any
-    other exception propagates at once, because it is a bug, not a timing."""
+    other exception propagates at once, because it is a bug, not a timing. ``detail``, called once
+    at a timeout, adds the state the condition was waiting on to the message (a predicate's last
+    value is only ever falsy)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -43,7 +46,8 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
                 return value
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError(f"{what} did not happen within {timeout:g}s (last seen: {value!r})")
+            more = f"; {detail()}" if detail is not None else ""
+            raise AssertionError(f"{what} did not happen within {timeout:g}s (last seen: {value!r}){more}")
         time.sleep(min(interval, left))
 
 

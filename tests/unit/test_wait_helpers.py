@@ -46,6 +46,14 @@ def test_wait_until_times_out_with_what_and_the_last_value():
     assert "the route to 10.244.2.0/24" in msg and "0.2s" in msg and "last seen: []" in msg
 
 
+def test_wait_until_adds_the_state_it_waited_on_at_a_timeout():
+    problems = ["BGP session node1 Mesh_10_0_0_13: not Established"]
+    with pytest.raises(AssertionError, match="not Established"):
+        wait_until(lambda: None, timeout=0.05, interval=0.01, what="the routes withdrawn", detail=lambda: problems)
+    # ...and only then: a wait that succeeds never calls it
+    assert wait_until(lambda: 1, detail=lambda: 1 / 0) == 1
+
+
 def test_wait_until_retries_only_the_exceptions_it_is_told_are_not_yet():
     attempts = itertools.count()
 
