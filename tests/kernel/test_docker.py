@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from netlab import api, model
 from netlab.explain import script
 from netlab.plan import Daemon
 from tests.helpers import (Capture, bridgej, ipj, iptables_save, netns_list, nsexec, ping, residue, root_snapshot,
-                           sh, sysctl, unique_name)
+                           sh, sysctl, unique_name, wait_until)
 from tests.unit.test_docker_plans import docker_rules
 
 pytestmark = pytest.mark.kernel
@@ -276,10 +275,8 @@ def test_explain_script_builds_a_working_docker_nat(tmp_path):
                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, capture_output=False)
         assert r.returncode == 0, r.stderr
         ready = [d.ready.replace("{run}", str(run)) for d in plan.of(Daemon)]
-        deadline = time.monotonic() + 10
-        while not all(Path(p).exists() for p in ready) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert all(Path(p).exists() for p in ready), sorted(p.name for p in run.iterdir())
+        wait_until(lambda: all(Path(p).exists() for p in ready), timeout=10,
+                   what=f"the daemons' ready files {sorted(Path(p).name for p in ready)}")
         check_docker_host(f"{name}-node2", {f"{name}-node2-executor3": "172.17.0.2", f"{name}-node2-executor4": "172.17.0.3"},
                           [(12347, "172.17.0.2", 7070), (12348, "172.17.0.3", 7070)])
         m = connect(f"{name}-node1-executor1", "192.168.100.12", 12347)
@@ -289,7 +286,8 @@ def test_explain_script_builds_a_working_docker_nat(tmp_path):
         for n in plan.namespaces:
             for pid in sh("ip", "netns", "pids", n.name, check=False).stdout.split():
                 sh("kill", pid, check=False)
-        time.sleep(0.3)
+        wait_until(lambda: not any(sh("ip", "netns", "pids", n.name, check=False).stdout.split()
+                                   for n in plan.namespaces), timeout=10, what="the script's daemons to exit")
         for n in plan.namespaces:
             sh("ip", "netns", "del", n.name, check=False)
     assert not [n for n in netns_list() if n.startswith(name + "-")]
