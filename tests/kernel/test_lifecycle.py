@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from netlab import api
 from netlab.kernel.apply import Applier
-from tests.helpers import ROOT, netns_list, ping, residue, root_snapshot, sh, unique_name
+from tests.helpers import ROOT, netns_list, ping, residue, root_snapshot, sh, unique_name, wait_until
 
 pytestmark = pytest.mark.kernel
 NETLAB = [sys.executable, "-m", "netlab"]
@@ -59,11 +58,9 @@ def test_sigint_in_the_middle_of_up_rolls_back():
     p = subprocess.Popen(NETLAB + ["up", "vxlan", "--name", name, "--nodes", "80", "--pods", "2"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if len([n for n in netns_list() if n.startswith(name)]) >= 20:
-                break
-            time.sleep(0.005)
+        # polled often: an 80-node up must be caught half-way, before it finishes
+        wait_until(lambda: len([n for n in netns_list() if n.startswith(name)]) >= 20 or p.poll() is not None,
+                   timeout=60, interval=0.005, what="up creating its first 20 namespaces")
         assert p.poll() is None, "up finished before it could be interrupted"
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
@@ -105,10 +102,11 @@ def test_down_all_finds_a_lab_orphaned_by_a_crash(tmp_path):
     env = dict(os.environ, NETLAB_STATE_DIR=str(tmp_path / "state"))
     p = subprocess.Popen(NETLAB + ["up", "vxlan", "--name", name, "--nodes", "60", "-q"], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len([n for n in netns_list() if n.startswith(name)]) < 30:
-        time.sleep(0.005)
-    p.kill()
+    try:  # killed half-way through a 60-node up, which is why this polls this often
+        wait_until(lambda: len([n for n in netns_list() if n.startswith(name)]) >= 30 or p.poll() is not None,
+                   timeout=60, interval=0.005, what="up creating its first 30 namespaces")
+    finally:
+        p.kill()
     p.wait()
     assert (tmp_path / "state" / name / "state.json").exists()
     assert [n for n in netns_list() if n.startswith(name)], "the crash left nothing to clean up"

@@ -18,7 +18,7 @@ import pytest
 
 from netlab import api
 from netlab.kernel.procs import alive
-from tests.helpers import ROOT, netns_list, residue, unique_name
+from tests.helpers import ROOT, netns_list, residue, unique_name, wait_until
 
 pytestmark = pytest.mark.kernel
 NETLAB = [sys.executable, "-m", "netlab"]
@@ -118,9 +118,8 @@ def test_down_never_signals_a_process_outside_the_labs_namespaces(tmp_path):
     inside = _sleeper(f"{h.name}-node1")
     try:
         _record(h.state.path, outside.pid, ["sleep", "300"], f"{h.name}-node1")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and Path(f"/proc/{inside.pid}/cmdline").read_bytes().startswith(b"ip"):
-            time.sleep(0.01)
+        wait_until(lambda: not Path(f"/proc/{inside.pid}/cmdline").read_bytes().startswith(b"ip"), timeout=5,
+                   interval=0.01, what="ip netns exec to exec sleep")
         _record(h.state.path, inside.pid, ["sleep", "301"], f"{h.name}-node1")
         real = [(d.pid, d.start_time) for d in h.state.daemons]
         r = cli("down", h.name)
