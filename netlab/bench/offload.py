@@ -46,7 +46,7 @@ def interfaces(ns: str) -> list[str]:
         links = json.loads(out) if out.strip() else []
     except json.JSONDecodeError:
         return []
-    return [l["ifname"] for l in links if l.get("ifname") and l.get("link_type") != "loopback"]
+    return [lk["ifname"] for lk in links if lk.get("ifname") and lk.get("link_type") != "loopback"]
 
 
 def read(ns: str, dev: str) -> dict[str, tuple[str, bool]]:

@@ -316,7 +316,7 @@ def plot(out: Outcome, an: Analysis, path: str) -> None:
     fig, axes = plt.subplots(len(offs), 1, figsize=(max(8, 1.3 * len(out.targets) + 3), 4.2 * len(offs)),
                              squeeze=False)
     width = 0.8 / len(tests)
-    for ax, off in zip(axes[:, 0], offs):
+    for ax, off in zip(axes[:, 0], offs, strict=True):
         ids = [t.id for t in out.targets if an.row(t.id, tests[0], off)]
         for k, test in enumerate(tests):
             xs, ys, lo, hi = [], [], [], []

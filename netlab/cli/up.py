@@ -37,7 +37,10 @@ def command(lab: str, name: str | None, overrides: dict, quiet: bool, wait_timeo
     out = Console()
     dp = handle.datapath
     out.print(f"[bold green]lab {handle.name} is up[/bold green] ({dp.name}, {elapsed:.2f}s): {escape(handle.lab.description)}")
-    addrs = lambda ns: " ".join(a.cidr for a in handle.plan.of(Addr) if a.ns == ns and a.dev.startswith("eth"))
+
+    def addrs(ns: str) -> str:
+        return " ".join(a.cidr for a in handle.plan.of(Addr) if a.ns == ns and a.dev.startswith("eth"))
+
     spaces = handle.plan.namespaces
     show_pods = len(spaces) <= 40
     for n in spaces:

@@ -51,6 +51,15 @@ DLT_RAW = 12
 SNAPLEN = 262144
 
 
+# BPF_ALU operations on the 32-bit accumulator, by the opcode's high nibble (BPF_ADD … BPF_XOR);
+# division and modulo by zero yield 0, as the kernel's classic-BPF interpreter does.
+_ALU = {
+    0x00: lambda a, s: a + s, 0x10: lambda a, s: a - s, 0x20: lambda a, s: a * s,
+    0x30: lambda a, s: a // s if s else 0, 0x40: lambda a, s: a | s, 0x50: lambda a, s: a & s,
+    0x60: lambda a, s: a << s, 0x70: lambda a, s: a >> s, 0x80: lambda a, s: -a,
+    0x90: lambda a, s: a % s if s else 0, 0xA0: lambda a, s: a ^ s,
+}
+
 def _ancillary(off: int) -> Insn:
     return (BPF_LD | BPF_W | BPF_ABS, 0, 0, (SKF_AD_OFF + off) & 0xFFFFFFFF)
 
@@ -192,10 +201,7 @@ def run(prog: Program, data: bytes, hatype: int = ARPHRD_ETHER, ifindex: int = 0
         elif cls == 0x04:  # ALU
             src = X if code & 0x08 else k
             op = code & 0xF0
-            A = {0x00: lambda: A + src, 0x10: lambda: A - src, 0x20: lambda: A * src,
-                 0x30: lambda: A // src if src else 0, 0x40: lambda: A | src, 0x50: lambda: A & src,
-                 0x60: lambda: A << src, 0x70: lambda: A >> src, 0x80: lambda: -A,
-                 0x90: lambda: A % src if src else 0, 0xA0: lambda: A ^ src}[op]() & 0xFFFFFFFF
+            A = _ALU[op](A, src) & 0xFFFFFFFF
         elif cls == 0x05:  # JMP
             op = code & 0xF0
             if op == BPF_JA:

@@ -86,11 +86,11 @@ class Decoded:
     @property
     def names(self) -> list[str]:
         """The layer stack as names, outermost first: ``["Ether", "IP", "UDP", "VXLAN", …]``."""
-        return [("quoted " if l.quoted else "") + l.name for l in self.layers]
+        return [("quoted " if ly.quoted else "") + ly.name for ly in self.layers]
 
     @property
     def text(self) -> str:
-        return " / ".join(l.text for l in self.layers)
+        return " / ".join(ly.text for ly in self.layers)
 
     def innermost(self, name: str) -> tuple[int, Layer] | None:
         """Index and layer of the innermost (non-quoted) header called ``name``."""

@@ -37,7 +37,7 @@ class Change:
 
 
 def _names(layers: list[Layer]) -> list[str]:
-    return [("q:" if l.quoted else "") + l.name for l in layers]
+    return [("q:" if ly.quoted else "") + ly.name for ly in layers]
 
 
 def _common_tail(a: list[str], b: list[str]) -> int:
@@ -91,19 +91,19 @@ def diff(old: Decoded, new: Decoded, reply: bool = False) -> list[Change]:
     out: list[Change] = []
     added, removed = b[: len(b) - tail], a[: len(a) - tail]
     if removed and added:
-        out.append(Change("encap-removed", "removed " + "/".join(l.name for l in removed),
-                          {"layers": [l.name for l in removed]}))
-        out.append(Change("encap-added", "added " + " / ".join(l.text for l in added),
-                          new={"layers": [l.name for l in added]}))
+        out.append(Change("encap-removed", "removed " + "/".join(ly.name for ly in removed),
+                          {"layers": [ly.name for ly in removed]}))
+        out.append(Change("encap-added", "added " + " / ".join(ly.text for ly in added),
+                          new={"layers": [ly.name for ly in added]}))
     elif added:
-        out.append(Change("encap-added", "added " + " / ".join(l.text for l in added),
-                          new={"layers": [l.name for l in added]}))
+        out.append(Change("encap-added", "added " + " / ".join(ly.text for ly in added),
+                          new={"layers": [ly.name for ly in added]}))
     elif removed:
-        out.append(Change("encap-removed", "removed " + "/".join(l.name for l in removed),
-                          {"layers": [l.name for l in removed]}))
+        out.append(Change("encap-removed", "removed " + "/".join(ly.name for ly in removed),
+                          {"layers": [ly.name for ly in removed]}))
     # Compare the aligned tail. The outermost IP of the tail is "inner" if anything wraps it.
     ta, tb = a[len(a) - tail:], b[len(b) - tail:]
-    for i, (la, lb) in enumerate(zip(ta, tb)):
+    for i, (la, lb) in enumerate(zip(ta, tb, strict=True)):
         if la.quoted:
             continue
         if la.name == "Ether":
@@ -119,7 +119,7 @@ def diff(old: Decoded, new: Decoded, reply: bool = False) -> list[Change]:
         elif la.name == "IP":
             nxt_a = ta[i + 1] if i + 1 < len(ta) else None
             nxt_b = tb[i + 1] if i + 1 < len(tb) else None
-            inner = (len(b) - tail + i) > 0 and any(l.name == "IP" for l in b[: len(b) - tail + i])
+            inner = (len(b) - tail + i) > 0 and any(ly.name == "IP" for ly in b[: len(b) - tail + i])
             out.extend(_ip_changes(la, lb, nxt_a, nxt_b, reply, inner))
         elif la.name == "ICMP" and la.fields.get("id") != lb.fields.get("id") and "id" in la.fields:
             out.append(Change("snat" if not reply else "unsnat",

@@ -67,7 +67,7 @@ class Hop:
             "pkttype": f.pkttype, "time_us": round(self.rel_us, 1), "length": f.wirelen, "mtu": f.mtu,
             "link": "ethernet" if f.ethernet else "raw-ip",
             "stack": self.decoded.names, "summary": self.decoded.text, "payload": self.decoded.payload,
-            "layers": [l.as_dict() for l in self.decoded.layers],
+            "layers": [ly.as_dict() for ly in self.decoded.layers],
             "changes": [c.as_dict() for c in self.changes], "notes": self.notes,
         }
 
@@ -148,7 +148,7 @@ def mark_side(plan: Plan, hops: list[Hop], captured_ns: set[str]) -> None:
             if not any(o.frame.ns == f.ns for o in hops[i + 1:]):
                 h.side = True
     main = [h for h in hops if not h.side]
-    for i, h in enumerate(hops):
+    for h in hops:
         f = h.frame
         if h.side or f.direction != "out":
             continue
@@ -191,14 +191,14 @@ def _leg_key(kind: str, d: Decoded) -> tuple:
 def _outer(d: Decoded) -> dict:
     """The outermost addresses of a sighting (what the device at that hop acts on)."""
     out: dict = {}
-    for l in d.layers:
-        if l.name == "Ether" and "dst_mac" not in out:
-            out["dst_mac"] = l.fields["dst"]
-        if l.name == "IP" and "dst" not in out:
-            out["src"], out["dst"] = l.fields["src"], l.fields["dst"]
-        if l.name in ("UDP", "TCP") and "dport" not in out and "dst" in out:
-            out["dport"] = l.fields["dport"]
-            out["l4"] = (l.name.lower(), l.fields["dport"])
+    for ly in d.layers:
+        if ly.name == "Ether" and "dst_mac" not in out:
+            out["dst_mac"] = ly.fields["dst"]
+        if ly.name == "IP" and "dst" not in out:
+            out["src"], out["dst"] = ly.fields["src"], ly.fields["dst"]
+        if ly.name in ("UDP", "TCP") and "dport" not in out and "dst" in out:
+            out["dport"] = ly.fields["dport"]
+            out["l4"] = (ly.name.lower(), ly.fields["dport"])
     return out
 
 
@@ -295,12 +295,12 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         result.notes.append(f"{probe.dst} is {src.ns.host}'s own address: the kernel delivers it over lo and it never "
                             f"leaves {src.ns.host}")
     for h in result.hops:
-        icmp = next((l for l in h.decoded.layers if l.name == "ICMP" and not l.quoted), None)
+        icmp = next((ly for ly in h.decoded.layers if ly.name == "ICMP" and not ly.quoted), None)
         if h.leg == "error" and icmp is not None and icmp.fields.get("type") == 3 and icmp.fields.get("code") == 3:
             result.notes.append(f"the destination answered {icmp.text.split(' ', 2)[-1]}: the path works, "
                                 f"nothing listens on {proto} {port}")
             break
-        tcp = next((l for l in h.decoded.layers if l.name == "TCP" and not l.quoted), None)
+        tcp = next((ly for ly in h.decoded.layers if ly.name == "TCP" and not ly.quoted), None)
         if h.leg == "reply" and tcp is not None and "R" in tcp.fields["flags"]:
             result.notes.append(f"the destination answered with a reset: the path works, nothing listens on tcp {port}")
             break
@@ -319,7 +319,7 @@ def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], h
         if err is None:
             return True, None
         first = [h for h in answers if h.leg == "error"][0]
-        icmp = next((l for l in first.decoded.layers if l.name == "ICMP" and not l.quoted), None)
+        icmp = next((ly for ly in first.decoded.layers if ly.name == "ICMP" and not ly.quoted), None)
         origin = _outer(first.decoded).get("src")
         dst_reached = origin == result.dst.addr or (result.probe and origin == result.probe.dst)
         reason = f"{icmp.text if icmp else 'an ICMP error'} from {origin} (first seen on {first.where})"

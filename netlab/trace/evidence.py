@@ -49,10 +49,10 @@ class Counters:
 def _read_snmp(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     lines = text.splitlines()
-    for head, vals in zip(lines[::2], lines[1::2]):
+    for head, vals in zip(lines[::2], lines[1::2], strict=False):
         proto, names = head.split(":", 1)
         _, values = vals.split(":", 1)
-        for k, v in zip(names.split(), values.split()):
+        for k, v in zip(names.split(), values.split(), strict=False):
             if k in SNMP_KEYS.get(proto, ()):
                 try:
                     out[f"{proto}.{k}"] = int(v)
@@ -67,7 +67,7 @@ def _read_dev(text: str) -> dict[str, dict[str, int]]:
         name, _, rest = line.partition(":")
         vals = rest.split()
         if len(vals) >= 16:
-            out[name.strip()] = dict(zip(DEV_FIELDS, map(int, vals[:16])))
+            out[name.strip()] = dict(zip(DEV_FIELDS, map(int, vals[:16]), strict=False))
     return out
 
 
@@ -159,7 +159,7 @@ def route_get(ns: str, dst: str, src: str | None = None, iif: str | None = None)
         # which is itself evidence; the plain lookup still says where the packet would go.
         # a blackhole or prohibit route makes `ip route get` fail with EINVAL; the table says which
         match = procs.run(ns, ["ip", "route", "show", "match", dst])
-        matched = "; ".join(l.strip() for l in match.stdout.splitlines() if l.strip()) or "no route"
+        matched = "; ".join(ln.strip() for ln in match.stdout.splitlines() if ln.strip()) or "no route"
         head = f"{' '.join(argv)}: {_one_line(r.stderr)}"
         if iif:
             plain = procs.run(ns, ["ip", "route", "get", dst])

@@ -131,7 +131,7 @@ class Probe:
         if l4 is None:
             return None
         if l4.name == "ICMP" and l4.fields.get("type") in ICMP_ERRORS:
-            q = next((l for l in d.layers[i + 2:] if l.quoted and l.name == "IP"), None)
+            q = next((ly for ly in d.layers[i + 2:] if ly.quoted and ly.name == "IP"), None)
             return "error" if q is not None and q.fields.get("id") == self.ip_id else None
         if ip.fields.get("id") == self.ip_id and ip.fields.get("proto") == IPPROTO[self.proto]:
             if self.proto == "tcp" and l4.name == "TCP" and l4.fields.get("seq") == self.isn and "S" in l4.fields["flags"] \

@@ -42,7 +42,7 @@ def text(r: TraceResult) -> str:
             out.append(f"     {h.frame.host}:{h.frame.iface} {'tx' if h.frame.direction == 'out' else 'rx'}")
     out.append("")
     if r.complete:
-        legs = " + ".join(LEG_TITLE.get(l, l) for l in r.legs)
+        legs = " + ".join(LEG_TITLE.get(ly, ly) for ly in r.legs)
         out.append(f"result: delivered and answered ({legs}, {len(r.hops)} hops)")
     elif r.stop is not None:
         s = r.stop

@@ -273,7 +273,7 @@ def kernel_order(frames: list[Frame]) -> list[Frame]:
     for f in sorted(frames, key=lambda f: (f.ns, f.seq)):
         per_ns.setdefault(f.ns, []).append(f)
     streams = []
-    for i, (ns, fs) in enumerate(per_ns.items()):
+    for i, fs in enumerate(per_ns.values()):
         cur = 0
         keyed = []
         for f in fs:
