@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from netlab import api
 from netlab.kernel.limits import NotReady
-from tests.helpers import ROOT, ipj, nsexec, ping, residue, unique_name
+from tests.helpers import ROOT, ipj, nsexec, ping, residue, unique_name, wait_until
 
 pytestmark = pytest.mark.kernel
 NETLAB = [sys.executable, "-m", "netlab"]
@@ -75,16 +74,15 @@ def test_a_session_forced_down_and_its_routes_are_problems(lab_factory):
     # inside the lab's node3 namespace only: BGP to and from it is dropped, keepalives stop
     for direction in ("--dport", "--sport"):
         assert nsexec(n3, "iptables", "-I", "INPUT", "-p", "tcp", direction, "179", "-j", "DROP").returncode == 0
-    deadline = time.monotonic() + 30  # hold time 9 s, then the routes are withdrawn
-    while True:
+    def reported() -> tuple[list[str], list[str], dict] | None:
         rc, st = status(lab.name)
         whats = [p["what"] for p in st["problems"]]
         sessions = [w for w in whats if w.startswith("BGP session") and "Mesh_10_0_0_13" in w]
         routes = [w for w in whats if w.startswith("route 192.168.3.0/26 proto bird")]
-        if rc == 1 and len(sessions) == 2 and len(routes) == 2:
-            break
-        assert time.monotonic() < deadline, f"status did not report the dead sessions: {st['problems']}"
-        time.sleep(0.5)
+        return (whats, sessions, st) if rc == 1 and len(sessions) == 2 and len(routes) == 2 else None
+    # hold time 9 s, then the routes are withdrawn
+    whats, sessions, st = wait_until(reported, timeout=30, interval=0.5, what="status reporting the dead sessions",
+                                     detail=lambda: status(lab.name)[1]["problems"])
     hosts = {w.split()[2] for w in sessions}
     assert hosts == {"node1", "node2"}
     assert any("node3" in w and w.startswith("BGP session") for w in whats), "node3's own side, too"
@@ -110,10 +108,8 @@ def test_no_wait_returns_before_convergence_and_the_lab_still_converges():
     try:
         assert r.returncode == 0, r.stderr
         assert "ready after" not in r.stderr and f"lab {name} is up" in r.stdout
-        deadline = time.monotonic() + 30
-        while status(name)[0] != 0:
-            assert time.monotonic() < deadline, "the lab did not converge after --no-wait"
-            time.sleep(0.5)
+        wait_until(lambda: status(name)[0] == 0, timeout=30, interval=0.5,
+                   what="the lab converging after --no-wait")
         r = cli("up", "calico", "--name", unique_name("wt"), "--wait-timeout", "0")
         assert r.returncode == 2 and "wait-timeout" in r.stderr
     finally:
