@@ -92,7 +92,7 @@ def port_args(ports: tuple[Port, ...]) -> list[str]:
 
 def console_args(console: str | None) -> list[str]:
     if console is None:  # interactive: ttyS0 and the monitor multiplexed on stdio (Ctrl-A X quits)
-        return ["-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon", "chardev:con"]
+        return ["-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon", "chardev=con"]
     return ["-serial", f"file:{console}"]
 
 

@@ -152,8 +152,8 @@ def _result(ctl: Path, proc: subprocess.Popen) -> int:
     if rc_file.exists() and rc_file.read_text().strip().isdigit():
         return int(rc_file.read_text().strip())
     qlog = (ctl / "qemu.log").read_text(errors="replace").strip() if (ctl / "qemu.log").exists() else ""
-    if proc.returncode not in (0, None) and qlog:
-        raise NetlabError(f"QEMU failed (exit {proc.returncode}): {qlog.splitlines()[-1]}",
+    if proc.returncode not in (0, None):  # QEMU's own failure (its message is above when interactive)
+        raise NetlabError(f"QEMU failed (exit {proc.returncode}){': ' + qlog.splitlines()[-1] if qlog else ''}",
                           f"check that {QEMU} works here: apt-get install qemu-system-x86 (or run ./setup.sh)")
     con = (ctl / "console.log").read_text(errors="replace").splitlines() if (ctl / "console.log").exists() else []
     for line in con[-15:]:

@@ -92,6 +92,7 @@ def test_ports_write_into_the_passed_descriptors():
 def test_interactive_console_is_stdio_with_signals_to_the_guest():
     a = qemu.argv(spec(console=None, ports=()))
     assert "stdio,id=con,mux=on,signal=off" in opt(a, "-chardev") and opt(a, "-serial") == ["chardev:con"]
+    assert opt(a, "-mon") == ["chardev=con"]
 
 
 def test_kernel_cmdline():
