@@ -43,8 +43,8 @@ def commands(o) -> list[str]:
     if isinstance(o, Netns):
         return [f"ip netns add {o.name}", f"ip -n {o.name} link set lo up"]
     if isinstance(o, Bridge):
-        return [f"ip -n {o.ns} link add {o.name}{_opt('address', o.mac)}{_opt('mtu', o.mtu)}"
-                f"{_opt('txqueuelen', o.txqueuelen)} type bridge",
+        return [(f"ip -n {o.ns} link add {o.name}{_opt('address', o.mac)}{_opt('mtu', o.mtu)}"
+                 f"{_opt('txqueuelen', o.txqueuelen)} type bridge"),
                 f"ip -n {o.ns} link set {o.name} up"]
     if isinstance(o, Veth):
         a, b = o.a, o.b

@@ -98,7 +98,7 @@ def test_bridge_and_veth_carry_txqueuelen_zero(monkeypatch):
     m = decode(ifinfmsg, one(lambda b: b.bridge(None, "br0", None, None)))
     assert m.get_attr("IFLA_TXQLEN") is None  # no field: the kernel's default (1000)
 
-    import netlab.kernel.nl as nl
+    from netlab.kernel import nl
     monkeypatch.setattr(nl.os, "open", lambda *a, **k: 99)
     monkeypatch.setattr(nl.os, "close", lambda fd: None)
     b = Batch(FakeLink())
