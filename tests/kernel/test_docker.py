@@ -179,7 +179,7 @@ def test_docker_nat_facts_published_port_three_rewrites(lab_factory, tmp_path):
     check_docker_host(n2, {e3: "172.17.0.2", lab.ns("executor4"): "172.17.0.3"},
                       [(12347, "172.17.0.2", 7070), (12348, "172.17.0.3", 7070)])
     rep = lab.verify()
-    assert rep.ok and len(rep.daemons) == 8
+    assert rep.ok and len(rep.daemons) == 12  # 4 executors + an IPv4 and an IPv6 docker-proxy per published port
 
     wire = Capture(lab.ns("switch"), "br0", "tcp port 12347", tmp_path / "wire.pcap", count=6)
     inside = Capture(e3, "eth0", "tcp port 7070", tmp_path / "e3.pcap", count=6)
