@@ -274,6 +274,12 @@ class Forwarder:
         for e in self.table:
             log.info("route %s -> %s:%d", e.subnet, e.node, cfg.port)
 
+    def opened_sock(self) -> socket.socket:
+        """The UDP socket; the event loop runs only after ``open`` made it."""
+        if self.sock is None:
+            raise RuntimeError("Forwarder.open() has not run: no UDP socket")
+        return self.sock
+
     def close(self) -> None:
         if self.vnet and self.tunfd >= 0:
             try:  # leave the persistent device as apply made it: no offloads for the next reader
@@ -334,7 +340,7 @@ class Forwarder:
     def tun_to_udp(self) -> None:
         """Drain up to ``batch`` packets from the TUN; send each to its node over UDP."""
         buf, mv, off, c = self.buf, self.mv, self.off, self.c
-        readinto, sendto, cache, unpack = self.tunio.readinto, self.sock.sendto, self.cache, _BE32.unpack_from
+        readinto, sendto, cache, unpack = self.tunio.readinto, self.opened_sock().sendto, self.cache, _BE32.unpack_from
         lower_ttl = decrement_ttl  # the unit-tested function is the one that runs
         got = sent = nbytes = 0
         for _ in range(self.cfg.batch):
@@ -370,7 +376,7 @@ class Forwarder:
     def udp_to_tun(self) -> None:
         """Drain up to ``batch`` datagrams from the socket; write each payload into the TUN."""
         buf, mv, off, c, tunfd = self.buf, self.mv, self.off, self.c, self.tunfd
-        recv_into, write = self.sock.recv_into, os.write
+        recv_into, write = self.opened_sock().recv_into, os.write
         lower_ttl = decrement_ttl
         got = wrote = nbytes = 0
         for _ in range(self.cfg.batch):
@@ -402,7 +408,7 @@ class Forwarder:
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> None:
         ep = select.epoll()
-        tunfd, sockfd = self.tunfd, self.sock.fileno()
+        tunfd, sockfd = self.tunfd, self.opened_sock().fileno()
         ep.register(tunfd, select.EPOLLIN)
         ep.register(sockfd, select.EPOLLIN)
         c = self.c
