@@ -158,11 +158,13 @@ def _session_detail(cur: Session, s: str) -> None:
 def parse_routes(text: str) -> list[Route]:
     """``show route …`` -> routes; a line without a prefix is another path of the previous one."""
     routes: list[Route] = []
-    prefix = None
+    prefix: str | None = None
     for line in text.splitlines():
         m = _ROUTE.match(line)
         if m:
             prefix = m.group(1) or prefix
+            if prefix is None:  # another path of no route: nothing to attach it to
+                continue
             routes.append(Route(prefix, m.group(2), m.group(3), bool(m.group(4))))
             continue
         v = _VIA.match(line)
