@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from netlab.naming import LAB_NAME_RE
-from tests.helpers import ROOT, residue, root_snapshot, sh, unique_name
+from tests.helpers import ROOT, residue, root_snapshot, sh, unique_name, wait_until
 
 pytestmark = pytest.mark.kernel
 NETLAB = [sys.executable, "-m", "netlab"]
@@ -134,15 +133,26 @@ def test_against_explain_measures_the_script_built_twin_and_removes_it():
     assert_gone(doc["pids"])
 
 
+def connected(pid: int) -> bool:
+    """An ESTABLISHED TCP socket in ``pid``'s network namespace (``/proc/PID/net/tcp``, state 01)."""
+    try:
+        rows = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(r.split()[3] == "01" for r in rows)
+
+
 def _start_and_wait_for_iperf(p: str) -> tuple[subprocess.Popen, list[int]]:
+    """The bench, once it is measuring: an iperf3 server and client of its own, and a connection
+    between them. (Two processes alone is not yet a measurement: the client has only just been
+    forked, and a signal in that instant is another test's business.)"""
     proc = subprocess.Popen(NETLAB + ["bench", "vxlan", "--duration", "10", "--repeat", "1", "--prefix", p],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    kids: list[int] = []
-    while time.monotonic() < deadline and len(kids) < 2:
+
+    def measuring() -> list[int] | None:
         kids = iperf_children(proc.pid)
-        time.sleep(0.05)
-    assert len(kids) >= 2, "the bench never started an iperf3 server and client"
+        return kids if len(kids) >= 2 and any(connected(k) for k in kids) else None
+    kids = wait_until(measuring, timeout=60, what="the bench measuring with an iperf3 server and client")
     return proc, kids
 
 
@@ -163,9 +173,8 @@ def test_sigkill_of_the_bench_still_kills_its_iperf3():
     proc.kill()  # no finally block runs: PR_SET_PDEATHSIG is what must stop the children
     proc.communicate(timeout=30)
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(comm(k) == "iperf3" for k in kids):
-            time.sleep(0.05)
+        wait_until(lambda: not any(comm(k) == "iperf3" for k in kids), timeout=5,
+                   what="PR_SET_PDEATHSIG ending the bench's iperf3")
         assert_gone(kids)
     finally:
         for inst in (f"{p}vxlan", f"{p}bench-base"):
