@@ -63,10 +63,18 @@ def containers(lab: Lab) -> list[docker.Container]:
     return docker.containers(lab, resolve(lab), PREFIX, lab.options.port, lab.options.host_port_base)
 
 
+def published(c: docker.Container) -> docker.Publish:
+    """An executor's published port: in this lab every container has one (``containers`` is
+    called with a port and a host port base)."""
+    if c.publish is None:
+        raise ValueError(f"{c.name} publishes no port")
+    return c.publish
+
+
 def app(c: docker.Container) -> Daemon:
     """The executor's listener, in the container's namespace."""
     ready = f"{{run}}/{c.ns}.{c.name}.ready"
-    return Daemon(c.ns, c.name, docker.daemon_argv("whoami", "--name", c.name, "--port", str(c.publish.container_port),
+    return Daemon(c.ns, c.name, docker.daemon_argv("whoami", "--name", c.name, "--port", str(published(c).container_port),
                                                     "--ready", ready), ready=ready)
 
 
@@ -81,7 +89,7 @@ def plan(lab: Lab) -> Plan:
         p.add(app(c))
     if lab.options.userland_proxy:
         for c in cs:
-            p.add(*docker.proxies(c.node, c.publish))
+            p.add(*docker.proxies(c.node, published(c)))
     return p
 
 
@@ -101,7 +109,7 @@ def next_steps(lab: Lab, p: Plan) -> str:
     cs = containers(lab)
     n1, n2 = topo.nodes[0], topo.nodes[1]
     src, dst = docker.on(n1, cs)[0], docker.on(n2, cs)[0]
-    hp, cp = dst.publish.host_port, dst.publish.container_port
+    hp, cp = published(dst).host_port, published(dst).container_port
     L = lab.name
     sw = n1.rack.ns
     return "\n".join([
@@ -117,10 +125,10 @@ def next_steps(lab: Lab, p: Plan) -> str:
         f"     destination {n2.addr}:{hp} -> {dst.ip.ip}:{cp} (FORWARD: the DOCKER chain's per-port ACCEPT)",
         "  3. the reply: conntrack reverses both, no rule needed",
         f"     {n2.name}: source {dst.ip.ip}:{cp} -> {n2.addr}:{hp}; {n1.name}: destination {n1.addr}:p' -> {src.ip.ip}:p",
-        *([f"docker-proxy: {src.name} -> its own host {n1.addr}:{src.publish.host_port} skips the DNAT "
+        *([f"docker-proxy: {src.name} -> its own host {n1.addr}:{published(src).host_port} skips the DNAT "
            "(-i docker0 -j RETURN);",
            f"  the relay answers and reconnects from {docker.gateway(lab.pod_cidr).ip}: netlab exec {L} {src.name} -- "
-           f"socat - TCP:{n1.addr}:{src.publish.host_port}"] if lab.options.userland_proxy else []),
+           f"socat - TCP:{n1.addr}:{published(src).host_port}"] if lab.options.userland_proxy else []),
         "Where to look:",
         f"  on the wire:  ip netns exec {sw} tcpdump -ni br0 tcp port {hp}",
         f"  in {dst.name}: netlab exec {L} {dst.name} -- tcpdump -ni eth0 tcp port {cp}",

@@ -26,7 +26,7 @@ from typing import Callable
 
 from ..errors import ApplyError, NetlabError
 from ..explain import describe
-from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth,
+from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Netns, Plan, Route, Ruleset, Sysctl, Tun, Veth,
                     Vxlan)
 from ..state import DaemonRecord, State
 from . import netns, procs, tun
@@ -59,8 +59,9 @@ class Applier:
         for n in self.plan.namespaces:
             holder: dict[str, NsLink] = {}
 
-            def init(name: str = n.name) -> None:
-                link = NsLink(name, enter=False)
+            # runs inside the new namespace, before its name appears (bound now, called at once)
+            def init(n: Netns = n, holder: dict[str, NsLink] = holder) -> None:
+                link = NsLink(n.name, enter=False)
                 holder["link"] = link
                 b = Batch(link)
                 b.set_lo(n, marker)  # lo up, and the ownership marker as lo's ifalias
@@ -204,6 +205,7 @@ class Applier:
                 if p.poll() is None:
                     still.append((rs, p))
                     continue
+                assert p.stderr is not None  # Popen(stderr=PIPE)
                 err = p.stderr.read().strip()
                 p.stderr.close()
                 if p.returncode != 0:
@@ -215,6 +217,7 @@ class Applier:
                 p = subprocess.Popen(["nsenter", f"--net={netns.path(rs.ns)}", "iptables-restore", "--noflush"],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
+                assert p.stdin is not None  # Popen(stdin=PIPE)
                 p.stdin.write(rs.restore_text())
                 p.stdin.close()
                 self._rules_running.append((rs, p))
@@ -227,7 +230,8 @@ class Applier:
             if p.poll() is None:
                 p.kill()
             p.wait()
-            p.stderr.close()
+            if p.stderr is not None:
+                p.stderr.close()
         self._rules_running, self._rules_pending = [], []
 
     # -- files and daemons ---------------------------------------------------------------------------

@@ -311,7 +311,7 @@ def arp_cache() -> tuple[int, int] | None:
     except OSError:
         return None
     head = lines[0].split()
-    rows = [l.split() for l in lines[1:] if l.strip()]
+    rows = [line.split() for line in lines[1:] if line.strip()]
     if not rows or "entries" not in head or "table_fulls" not in head:
         return None
     e, f = head.index("entries"), head.index("table_fulls")

@@ -250,12 +250,12 @@ def _diff(o, snaps: dict[str, Snapshot], saves: dict[str, dict]) -> str:
     if isinstance(o, Route):
         return "" if any(_route_matches(r, o) for r in snaps[o.ns].routes) else _route_hint(snaps[o.ns], o)
     if isinstance(o, Sysctl):
-        got = read_sysctl(o.ns, o.path)
-        return "" if got == o.value or (got is None and not o.required) else f"is {got} (want {o.value})"
+        value = read_sysctl(o.ns, o.path)
+        return "" if value == o.value or (value is None and not o.required) else f"is {value} (want {o.value})"
     if isinstance(o, Ruleset):
         tables = saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns))
         missing = [f"-A {r.chain} {r.spec}" for r in o.rules if f"-A {r.chain} {r.spec}" not in tables.get(r.table, [])]
-        missing += [f":{c}" for t, c in o.chains if not any(l.startswith(f":{c} ") for l in tables.get(t, []))]
+        missing += [f":{c}" for t, c in o.chains if not any(line.startswith(f":{c} ") for line in tables.get(t, []))]
         return ("missing: " + " | ".join(missing)) if missing else ""
     return ""
 
