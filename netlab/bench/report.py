@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .claims import CLAIMS, Context, Verdict, verdict
 from .runner import SCHEMA, Outcome, host_info
@@ -223,10 +224,12 @@ def tables(out: Outcome, an: Analysis):
         tb = Table(title=f"netlab bench — offload {off}: receiver-side rates, min/median/max over "
                          f"{out.settings.repeat} × {out.settings.duration} s; ratios to the underlay median",
                    title_justify="left", show_lines=False, header_style="bold")
-        for col, kw in (("lab", {}), ("MTU", {"justify": "right"}), ("MSS", {"justify": "right"}), ("test", {}),
-                        ("min", {"justify": "right"}), ("median", {"justify": "right"}), ("max", {"justify": "right"}),
-                        ("spread", {"justify": "right"}), ("×underlay", {"justify": "right"}),
-                        ("×veth", {"justify": "right"}), ("seed claim", {}), ("verdict", {"overflow": "fold"})):
+        columns: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("lab", {}), ("MTU", {"justify": "right"}), ("MSS", {"justify": "right"}), ("test", {}),
+            ("min", {"justify": "right"}), ("median", {"justify": "right"}), ("max", {"justify": "right"}),
+            ("spread", {"justify": "right"}), ("×underlay", {"justify": "right"}),
+            ("×veth", {"justify": "right"}), ("seed claim", {}), ("verdict", {"overflow": "fold"}))
+        for col, kw in columns:  # kw: Table.add_column's keyword arguments
             tb.add_column(col, **kw)
         last = None
         order = {t.id: i for i, t in enumerate(out.targets)}
@@ -238,7 +241,8 @@ def tables(out: Outcome, an: Analysis):
                 tb.add_section()
             last = r.target
             lo, med, hi = _fmt(r.summary, r.unit)
-            claim = CLAIMS.get(r.claim).text if r.claim and r.test == "tcp" else ""
+            known = CLAIMS.get(r.claim) if r.claim and r.test == "tcp" else None
+            claim = known.text if known is not None else ""  # a claim key this version does not know: no text
             v = r.verdict
             if v is None:
                 vtext = Text("baseline" if r.kind == "baseline" else "")

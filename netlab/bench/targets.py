@@ -56,7 +56,7 @@ class Target:
     brought_up: bool = False
     mtu: int | None = None
     notes: list[str] = field(default_factory=list)
-    _down: Callable[[], None] | None = None
+    _down: Callable[[], object] | None = None  # api.LabHandle.down returns its teardown report
 
     def down(self) -> None:
         """Tear the target down if the bench built it (idempotent)."""
@@ -292,6 +292,11 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
     inst = instance_name(prefix, c.name, "-x")
     m = model.load(str(c.lab.file), name=inst)
     plan = api.build_plan(m)
+    ends = endpoints(plan)
+    if isinstance(ends, str):  # the candidate's plan had a path; check this one before building anything
+        raise NetlabError(f"'{c.name}' built as {inst} has nothing to measure: {ends}",
+                          f"run 'netlab bench {c.name}' without --against-explain")
+    src, dst, sender = ends
     api.preflight(get(m.datapath), m)
     taken = [n.name for n in plan.namespaces if netns.exists(n.name)]
     if taken:
@@ -321,9 +326,8 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
             p = tracker.popen(None, ["bash", "-s"], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
                               text=True, env=env)
             try:
-                p.stdin.write(script(plan, title=f"{inst}: built by netlab bench --against-explain"))
-                p.stdin.close()
-                rc = p.wait(timeout=120)
+                p.communicate(script(plan, title=f"{inst}: built by netlab bench --against-explain"), timeout=120)
+                rc = p.returncode
             finally:
                 tracker.stop(p)
         if rc != 0:
@@ -345,7 +349,6 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
     except BaseException:
         down()
         raise
-    src, dst, sender = endpoints(plan)  # same plan shape as the candidate's: cannot be a str here
     t = Target(f"{c.name}@explain", "explain", inst, src, dst, sender, lab=c.name, datapath=m.datapath,
                claim=None, brought_up=True, _down=down)
     try:
