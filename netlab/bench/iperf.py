@@ -187,7 +187,7 @@ def run(tracker: Tracker, src: Endpoint, dst: Endpoint, test: Test, duration: in
         deadline = time.monotonic() + 5
         while not listening(server.pid, port):
             if server.poll() is not None:
-                res.server = _json(server.stdout.read())
+                res.server = _json(server.communicate()[0])
                 res.error = f"iperf3 server in {dst.host} exited: {(res.server or {}).get('error', 'no output')}"
                 return res
             if time.monotonic() > deadline:

@@ -66,7 +66,7 @@ class Slot:
 def schedule(targets: list[str], tests: list[str], repeat: int, offloads: list[str]) -> list[Slot]:
     """Every target once per test per round; each round rotates the target order by one, so no
     target is always measured first (or right after the same neighbour)."""
-    out = []
+    out: list[Slot] = []
     n = len(targets)
     for off in offloads:
         for r in range(repeat):

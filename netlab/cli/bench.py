@@ -9,7 +9,7 @@ import sys
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from ..bench import report
 from ..errors import NetlabError
@@ -26,7 +26,7 @@ class RichReporter(Reporter):
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("[cyan]~{task.fields[left]} left"),
                                  console=console, transient=True)
-        self.task = None
+        self.task: TaskID | None = None  # set by begin
         self.total = 0
         self.done = 0
         self.spent = 0.0
@@ -54,7 +54,8 @@ class RichReporter(Reporter):
     def advance(self, seconds: float) -> None:
         self.done += 1
         self.spent += seconds
-        self.progress.update(self.task, advance=1, left=self._left())
+        if self.task is not None:
+            self.progress.update(self.task, advance=1, left=self._left())
 
     def log(self, msg: str) -> None:
         self.console.print(f"[yellow]  {msg}[/yellow]")
