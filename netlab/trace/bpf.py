@@ -173,6 +173,7 @@ def run(prog: Program, data: bytes, hatype: int = ARPHRD_ETHER, ifindex: int = 0
         if cls in (0x00, 0x01):  # LD / LDX
             size = {0x00: 4, 0x08: 2, 0x10: 1}[code & 0x18]
             mode = code & 0xE0
+            v: int | None  # None: the load is out of the packet, which makes the kernel return 0
             if mode == 0x00:  # IMM
                 v = k
             elif mode == 0x20:  # ABS

@@ -71,7 +71,7 @@ class Layer:
     quoted: bool = False
 
     def as_dict(self) -> dict:
-        d = {"name": self.name, "fields": self.fields, "text": self.text}
+        d: dict[str, Any] = {"name": self.name, "fields": self.fields, "text": self.text}
         if self.quoted:
             d["quoted"] = True
         return d
@@ -125,7 +125,7 @@ def _fixup(pkt: Packet, vxlan_ports: frozenset[int], ip_ports: frozenset[int]) -
         if isinstance(layer, UDP) and not isinstance(layer, UDPerror) and isinstance(layer.payload, Raw):
             data = bytes(layer.payload)
             ports = {layer.sport, layer.dport}
-            new = None
+            new: Packet | None = None
             if ports & vxlan_ports and len(data) >= 8 + 14:
                 new = VXLAN(data)
             elif (ports & ip_ports and len(data) >= 20 and data[0] >> 4 == 4) or looks_like_ipv4(data):

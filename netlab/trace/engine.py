@@ -263,9 +263,10 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         ev = [route]
         if "EMSGSIZE" in refused:
             m = re.search(r" dev (\S+)", route)
-            mtu = evidence.link_mtu(src.ns.name, m.group(1)) if m else None
+            dev = m.group(1) if m else None
+            mtu = evidence.link_mtu(src.ns.name, dev) if dev else None
             ev.append(f"the probe is {probe.length} bytes with DF set"
-                      + (f"; {src.ns.host}:{m.group(1)} has MTU {mtu}: use --size {mtu - (probe.length - probe.size)} or less"
+                      + (f"; {src.ns.host}:{dev} has MTU {mtu}: use --size {mtu - (probe.length - probe.size)} or less"
                          if mtu else ": larger than the MTU of the route's device"))
         result.stop = Stop("request", f"the kernel in {src.ns.host} refused to send the {probe.length}-byte probe ({refused})",
                            None, Expectation(f"leave {src.ns.host}", src.ns.name, None, "out", "route"), ev)
@@ -310,6 +311,8 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
 
 def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], host_of: dict[str, str],
              before: dict[str, evidence.Counters], state=None) -> tuple[bool, Stop | None]:
+    if src.ns is None:  # run() refuses a source outside the lab before sending anything
+        raise ValueError(f"the trace's source {src.spec} is not in the lab")
     req = result.leg_hops("request")
     answers = [h for h in result.hops if h.leg != "request"]
     back = [h for h in answers if h.frame.ns == src.ns.name and h.frame.direction == "in"]
@@ -353,7 +356,7 @@ def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], h
         reason = f"the probe was last seen on {last.where} ({f.direction}) and went no further"
     else:
         reason = f"the answer was last seen on {last.where} ({f.direction}) and never reached {src.ns.host}"
-    ev: list[str] = []
+    ev = []
     next_hop = next_dev = None
     if exp.kind == "dnat" and leg == "request":
         reason = f"the probe reached {f.host}, was to be DNATed, and went no further"

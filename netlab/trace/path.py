@@ -250,8 +250,8 @@ def expected_next(plan: Plan, host_of: dict[str, str], ns: str, iface: str, dire
         if me is not None and me.kind == "veth" and me.peer:
             pns, pname = me.peer
             return Expectation(f"arrive on {where(pns, pname)} (the other end of the veth pair)", pns, pname, "in", "veth")
-        if me is not None and me.kind == "vxlan":
-            vx: Vxlan = me.obj  # type: ignore[assignment]
+        if me is not None and me.kind == "vxlan" and isinstance(me.obj, Vxlan):
+            vx = me.obj
             fdb = [f for f in plan.of(Fdb) if f.ns == ns and f.dev == iface and (dst_mac is None or f.lladdr == dst_mac)]
             if fdb:
                 return Expectation(f"leave {where(ns, vx.dev)} as VXLAN (UDP {vx.port}, vni {vx.vni}) to {fdb[0].dst}, "
@@ -283,10 +283,10 @@ def expected_next(plan: Plan, host_of: dict[str, str], ns: str, iface: str, dire
                            + f", else out of another port ({', '.join(ports)})", ns, None, None, "bridge")
     locals_ = local_addresses(plan, ns)
     if dst_ip is not None and dst_ip in locals_:
-        vx = [v for v in plan.of(Vxlan) if v.ns == ns and udp_dport is not None and v.port == udp_dport]
-        if vx:
-            return Expectation(f"the VXLAN device {where(ns, vx[0].name)} decapsulates it (UDP {vx[0].port}, vni {vx[0].vni})",
-                               ns, vx[0].name, "in", "vxlan")
+        decap = [v for v in plan.of(Vxlan) if v.ns == ns and udp_dport is not None and v.port == udp_dport]
+        if decap:
+            return Expectation(f"the VXLAN device {where(ns, decap[0].name)} decapsulates it "
+                               f"(UDP {decap[0].port}, vni {decap[0].vni})", ns, decap[0].name, "in", "vxlan")
         tuns = [t for t in plan.of(Tun) if t.ns == ns]
         daemons = [d.name for d in plan.of(Daemon) if d.ns == ns]
         if tuns and udp_dport is not None and daemons:

@@ -160,6 +160,13 @@ class Probe:
         return d
 
 
+def _refusal(e: OSError) -> str:
+    """``EMSGSIZE: Message too long``; an OSError without an errno is named by its text."""
+    if e.errno is None:
+        return str(e)
+    return f"{errno.errorcode.get(e.errno, e.errno)}: {e.strerror}"
+
+
 def source_address(ns: str, dst: str) -> tuple[str | None, str | None]:
     """The address the kernel in ``ns`` would send from towards ``dst`` (no packet is sent:
     ``connect`` on a UDP socket only does the route lookup). Returns (address, error)."""
@@ -169,7 +176,7 @@ def source_address(ns: str, dst: str) -> tuple[str | None, str | None]:
         s.connect((dst, 9))
         return s.getsockname()[0], None
     except OSError as e:
-        return None, f"{errno.errorcode.get(e.errno, e.errno)}: {e.strerror}"
+        return None, _refusal(e)
     finally:
         s.close()
 
@@ -182,6 +189,6 @@ def send(ns: str, probe: Probe) -> str | None:
         s.sendto(bytes(probe.packet()), (probe.dst, 0))
         return None
     except OSError as e:
-        return f"{errno.errorcode.get(e.errno, e.errno)}: {e.strerror}"
+        return _refusal(e)
     finally:
         s.close()
