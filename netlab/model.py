@@ -250,7 +250,7 @@ def _line(obj: Any) -> int:
     return mark.line + 1 if mark is not None else 0
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """PyYAML's safe loader, except that a key given twice is an error (PyYAML keeps the last
     one silently, so a typo'd second ``nodes:`` would win without a word)."""
 
@@ -423,7 +423,7 @@ def parse_options(src: str, options_cls: type, raw: dict) -> Any:
     fields = {f.name: f for f in dataclasses.fields(options_cls)}
     raw = _mapping(src, "options", raw, tuple(fields))
     hints = typing.get_type_hints(options_cls)
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in raw.items():
         f = fields[key]
         t = hints[key]

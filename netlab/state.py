@@ -44,9 +44,10 @@ class DaemonRecord:
     log: str
 
 
-_FIELDS = {"lab": str, "labfile": str, "token": str, "owner": str, "version": int, "overrides": dict,
-           "namespaces": list, "daemons": list, "created_by_pid": int, "created_at": (int, float),
-           "complete": bool, "created_by_start": int, "labtext": str}
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "lab": str, "labfile": str, "token": str, "owner": str, "version": int, "overrides": dict,
+    "namespaces": list, "daemons": list, "created_by_pid": int, "created_at": (int, float),
+    "complete": bool, "created_by_start": int, "labtext": str}
 _DAEMON_FIELDS = {"ns": str, "name": str, "pid": int, "start_time": int, "argv": list, "log": str}
 CLAIM_PREFIX = ".claim-"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -28,7 +29,7 @@ def command(lab: str | None, as_json: bool) -> None:
     """Show LAB's topology and health (every planned object checked in the kernel), or list the labs that are up."""
     require_root()
     names = [lab] if lab is not None else [s.lab for s in state.all_labs()]
-    results = []
+    results: list[dict[str, Any]] = []
     for name in names:
         try:
             h = api.attach(name)
