@@ -94,6 +94,9 @@ install_packages
 install_netlab
 
 if [ "$TEST" = 1 ]; then
+  # Linters first: ruff (E4, E7, E9, F, B) and mypy on netlab/, configured in pyproject.toml.
+  "$VENV/bin/ruff" check netlab || { echo "setup.sh: ruff found problems (above)" >&2; exit 1; }
+  "$VENV/bin/mypy" || { echo "setup.sh: mypy found problems (above)" >&2; exit 1; }
   set +e
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" tests
   host=$?

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
-import struct
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -114,7 +113,7 @@ def contents(kernel) -> tuple[list[tuple[str, int, bytes, tuple[int, int]]], str
     mods = kernel.modules
     dep = parse_modules_dep((mods / "modules.dep").read_text())
     builtin_file = mods / "modules.builtin"
-    builtin = {module_name(l) for l in builtin_file.read_text().split()} if builtin_file.exists() else set()
+    builtin = {module_name(m) for m in builtin_file.read_text().split()} if builtin_file.exists() else set()
     order = load_order(guest.BOOT_MODULES, dep, builtin)
     entries: list[tuple[str, int, bytes, tuple[int, int]]] = [
         (d, S_IFDIR | 0o755, b"", (0, 0)) for d in ("bin", "dev", "proc", "sys", "ctl", "modules")]

@@ -187,7 +187,7 @@ def _boot(argv: tuple[str, ...], opts: Options, stdout: BinaryIO, stderr: Binary
     pipes: list[tuple[int, int]] = [] if interactive else [os.pipe(), os.pipe()]
     try:
         _write_scripts(ctl, k, argv, opts.rw, opts.net)
-        ports = tuple(qemu.Port(name, w) for name, (_, w) in zip((guest.OUT_PORT, guest.ERR_PORT), pipes))
+        ports = tuple(qemu.Port(name, w) for name, (_, w) in zip((guest.OUT_PORT, guest.ERR_PORT), pipes, strict=True))
         cmd = qemu.argv(_spec(k, initrd, ctl, opts, acc.name, ports, interactive))
         with open(ctl / "qemu.log", "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=None if interactive else subprocess.DEVNULL,
@@ -197,7 +197,7 @@ def _boot(argv: tuple[str, ...], opts: Options, stdout: BinaryIO, stderr: Binary
             os.close(w)
         deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
         try:
-            finished = _pump(proc, {r: s for (r, _), s in zip(pipes, (stdout, stderr))}, deadline)
+            finished = _pump(proc, {r: s for (r, _), s in zip(pipes, (stdout, stderr), strict=True)}, deadline)
         finally:
             _stop(proc)
         if not finished:
