@@ -89,13 +89,21 @@ class Tracker:
         enter = netns.setns_preexec(ns) if ns else (lambda: None)
 
         def preexec() -> None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())  # the parent blocks SIGINT around the fork
             enter()
             # die with the bench, even if it is SIGKILLed and no finally block runs
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
-        p = subprocess.Popen(list(argv), preexec_fn=preexec, start_new_session=True, **kw)
-        self._live[p.pid] = (procs.start_time(p.pid) or 0, p)
-        self.started.append(p.pid)
+        # Ctrl-C is held back between the fork and the bookkeeping: a KeyboardInterrupt in that
+        # window would leave a child that stop_all() does not know. The child inherits the
+        # blocked mask across fork and exec, so preexec unblocks it before iperf3 starts.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            p = subprocess.Popen(list(argv), preexec_fn=preexec, start_new_session=True, **kw)
+            self._live[p.pid] = (procs.start_time(p.pid) or 0, p)
+            self.started.append(p.pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return p
 
     def stop(self, p: subprocess.Popen) -> None:
