@@ -62,7 +62,7 @@ def rss_mib() -> float:
 
 def soak(lab: str, cycles: int, state_root: Path) -> dict:
     from netlab import api
-    from netlab.bench.targets import endpoints
+    from netlab.plan import cross_node_pair_or_reason
 
     times, left_total, failures = [], 0, 0
     fd0, threads0, rss0 = fds(), threading.active_count(), 0.0
@@ -71,10 +71,9 @@ def soak(lab: str, cycles: int, state_root: Path) -> dict:
         t = time.perf_counter()
         h = api.up(lab, name=name)
         try:
-            ends = endpoints(h.plan)
-            assert not isinstance(ends, str), ends
-            src, dst = ends[0], ends[1]
-            if h.exec(src.host, ["ping", "-c", "1", "-W", "2", dst.ip]).returncode != 0:
+            pair = cross_node_pair_or_reason(h.plan)  # the pair the lab's own hints ping
+            assert not isinstance(pair, str), pair
+            if h.exec(pair.src.host, ["ping", "-c", "1", "-W", "2", pair.dst_ip]).returncode != 0:
                 failures += 1
         finally:
             h.down()

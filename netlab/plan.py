@@ -341,6 +341,54 @@ class Plan:
                 ip_address(o.via)
 
 
+@dataclass(frozen=True)
+class PodPair:
+    """The pod pair every cross-node example uses (hints, tests, bench): the first pod of the
+    first node and the first pod of the second node, with the addresses the plan gives them."""
+
+    src: Netns
+    dst: Netns
+    src_ip: str
+    dst_ip: str
+
+
+def _pod_ip(plan: Plan, ns: str) -> str | None:
+    addrs = sorted((a for a in plan.of(Addr) if a.ns == ns), key=lambda a: a.dev != "eth0")
+    return str(addrs[0].interface.ip) if addrs else None
+
+
+def cross_node_pair_or_reason(plan: Plan, routable: bool = True) -> PodPair | str:
+    """The cross-node pod pair, or why this plan has none.
+
+    Read from the plan alone (namespaces with role ``node`` and ``pod``, ``Addr`` objects), so
+    every caller agrees on one pair. With ``routable`` (the default) a pair whose destination
+    address is planned in more than one namespace is refused, as Docker's per-host 172.17.0.0/16
+    makes it: there is no pod-to-pod path then, only published ports; ``routable=False`` returns
+    it anyway, for the lab whose lesson is that overlap.
+    """
+    nodes = [n for n in plan.namespaces if n.role == "node"]
+    if len(nodes) < 2:
+        return "one node only: no pod-to-pod path across nodes to measure"
+    firsts = [next((p for p in plan.namespaces if p.role == "pod" and p.node == n.host), None) for n in nodes[:2]]
+    src, dst = firsts
+    if src is None or dst is None:
+        return "no pod on each of the first two nodes"
+    sip, dip = _pod_ip(plan, src.name), _pod_ip(plan, dst.name)
+    if not sip or not dip:
+        return "the plan gives the first pods no address"
+    holders = {a.ns for a in plan.of(Addr) if str(a.interface.ip) == dip}
+    if routable and len(holders) > 1:
+        return (f"pod addresses overlap across nodes ({dip} is planned in {len(holders)} namespaces): "
+                "pods cross nodes only through published ports and NAT, not pod-to-pod")
+    return PodPair(src, dst, sip, dip)
+
+
+def cross_node_pair(plan: Plan) -> PodPair | None:
+    """The routable cross-node pod pair, or None (:func:`cross_node_pair_or_reason` says why)."""
+    found = cross_node_pair_or_reason(plan)
+    return found if isinstance(found, PodPair) else None
+
+
 def _namespaces_of(o: KernelObject) -> tuple[str, ...]:
     if isinstance(o, Veth):
         return (o.a.ns, o.b.ns)

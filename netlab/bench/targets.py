@@ -33,7 +33,7 @@ from ..explain import script
 from ..kernel import limits, netns, probe, procs
 from ..kernel.teardown import teardown
 from ..kernel.verify import verify
-from ..plan import Addr, Daemon, Netns, Plan
+from ..plan import Addr, Daemon, Netns, Plan, cross_node_pair_or_reason
 from ..state import DaemonRecord, State, all_labs
 from .claims import classify
 from .iperf import Endpoint, Tracker
@@ -90,23 +90,14 @@ def _pod_ip(plan: Plan, ns: str) -> str | None:
 
 def endpoints(plan: Plan) -> tuple[Endpoint, Endpoint, list[str]] | str:
     """(source pod on node 1, destination pod on node 2, sender-side namespaces), or the reason
-    this plan has no pod-to-pod path across nodes."""
-    nodes = [n for n in plan.namespaces if n.role == "node"]
-    if len(nodes) < 2:
-        return "one node only: no pod-to-pod path across nodes to measure"
-    pods = {n.host: [p for p in plan.namespaces if p.role == "pod" and p.node == n.host] for n in nodes[:2]}
-    n1, n2 = nodes[0], nodes[1]
-    if not pods[n1.host] or not pods[n2.host]:
-        return "no pod on each of the first two nodes"
-    src, dst = pods[n1.host][0], pods[n2.host][0]
-    sip, dip = _pod_ip(plan, src.name), _pod_ip(plan, dst.name)
-    if not sip or not dip:
-        return "the plan gives the first pods no address"
-    holders = {a.ns for a in plan.of(Addr) if str(a.interface.ip) == dip}
-    if len(holders) > 1:
-        return (f"pod addresses overlap across nodes ({dip} is planned in {len(holders)} namespaces): "
-                "pods cross nodes only through published ports and NAT, not pod-to-pod")
-    return Endpoint(src.name, src.host, sip), Endpoint(dst.name, dst.host, dip), [src.name, n1.name]
+    this plan has no pod-to-pod path across nodes: the plan's one cross-node pair, which the
+    labs' hints ping too."""
+    pair = cross_node_pair_or_reason(plan)
+    if isinstance(pair, str):
+        return pair
+    src, dst = pair.src, pair.dst
+    return (Endpoint(src.name, src.host, pair.src_ip), Endpoint(dst.name, dst.host, pair.dst_ip),
+            [src.name, plan.host(str(src.node)).name])
 
 
 def path_mtu(src: Endpoint, dst_ip: str) -> int | None:

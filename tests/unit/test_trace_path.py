@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from netlab import api, model
-from netlab.plan import Fdb, Vxlan
+from netlab.plan import Fdb, Vxlan, cross_node_pair_or_reason
 from netlab.trace import path
 
 
@@ -16,13 +16,9 @@ def plan(lab: str, **over):
 
 
 def two_pods_on_two_nodes(p):
-    pods = [n for n in p.namespaces if n.role == "pod"]
-    nodes = sorted({n.node for n in pods})
-    if len(nodes) < 2:
-        return None
-    a = next(n for n in pods if n.node == nodes[0])
-    b = next(n for n in pods if n.node == nodes[1])
-    return a, b
+    """The plan's cross-node pair, overlapping addresses included (docker-nat's is traced too)."""
+    pair = cross_node_pair_or_reason(p, routable=False)
+    return None if isinstance(pair, str) else (pair.src, pair.dst)
 
 
 LABS = [f.stem for f in model.available()]
