@@ -56,5 +56,7 @@ def command(lab: str, name: str | None, overrides: dict, quiet: bool, wait_timeo
     steps = dp.next_steps(handle.lab, handle.plan)
     if steps:
         out.print("\n[bold]try next[/bold]")
-        out.print(steps, highlight=False)
+        # verbatim, one line per hint however narrow the terminal, so each command copies whole
+        for line in steps.splitlines():
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
     out.print(f"\nstatus: netlab status {handle.name}    tear down: netlab down {handle.name}", highlight=False)

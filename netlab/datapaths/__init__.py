@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..errors import LabFileError
+from .hints import Steps
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class Datapath:
     requires: tuple[str, ...] = ()  # kernel link kinds, probed before anything is created
     tools: tuple[str, ...] = ("iptables-restore",)  # binaries on PATH
     validate: Callable[[Any], None] = lambda lab: None
-    next_steps: Callable[[Any, Any], str] = lambda lab, plan: ""  # what to try after `up`
+    # (lab, plan) -> what to try after `up`: text that carries its hints and what each should do
+    next_steps: Callable[[Any, Any], Steps] = lambda lab, plan: Steps()
     # (lab, refused plan object, errno) -> (why, fix), when a refusal is the lesson of the lab
     explain_refusal: Callable[[Any, Any, int | None], tuple[str, str] | None] = lambda lab, obj, err: None
     # LabHandle -> readiness polls (netlab.bgp.Readiness), for a lab that is built before it is

@@ -16,7 +16,8 @@ from .. import naming
 from ..model import Lab
 from ..plan import Addr, Netns, Plan, Veth, VethEnd
 from ..topology import resolve
-from . import Datapath, underlay
+from . import Datapath, hints, underlay
+from .hints import Steps
 
 VETH_NET = IPv4Network("10.255.255.0/30")
 
@@ -39,11 +40,22 @@ def plan(lab: Lab) -> Plan:
     return p
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    return "\n".join([
-        f"node to node:   netlab exec {lab.name} node1 -- ping -c 3 {resolve(lab).nodes[-1].addr}",
-        f"veth pair:      netlab exec {lab.name} veth-a -- ping -c 3 {list(VETH_NET.hosts())[1]}",
-        "measure:        netlab bench (compares every datapath with these two)",
+def bench_command(lab: Lab) -> str:
+    """``netlab bench`` under a prefix of this instance's name, so the instances it brings up are
+    this lab's (``<name>-vxlan``, …) and never a default-named lab someone else has up; plain
+    where the longest such name would not fit the 24-character limit."""
+    prefix = f"{lab.name}-"
+    return f"netlab bench --prefix {prefix}" if len(prefix) + len("calico-vxlan") <= 24 else "netlab bench"
+
+
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    first, last = hints.nodes(p)[0], hints.nodes(p)[-1]
+    return Steps([
+        hints.col(16, "node to node:", f"netlab exec {lab.name} {first.host} -- ping -c 3 {hints.ip_of(p, last.name)}"),
+        hints.col(16, "veth pair:", f"netlab exec {lab.name} veth-a -- ping -c 3 "
+                                    f"{hints.ip_of(p, p.host('veth-b').name)}"),
+        # a whole bench takes minutes: the hint is checked to start, not to finish
+        hints.col(16, "measure:", bench_command(lab), "(compares every datapath with these two)", expect=hints.RUNS),
     ])
 
 

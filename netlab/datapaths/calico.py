@@ -35,9 +35,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from ..errors import LabFileError
 from ..model import Lab
-from ..plan import Addr, Daemon, File, Netns, Plan, Route, Rule, Ruleset, Sysctl, Veth, VethEnd
+from ..plan import Addr, Daemon, File, Netns, Plan, Route, Rule, Ruleset, Sysctl, Veth, VethEnd, cross_node_pair
 from ..topology import Node, Pod, Topology
 from . import underlay
+from .hints import Hint, Line, Steps, col
 
 DEFAULT_POOL = "192.168.0.0/16"  # CALICO_IPV4POOL_CIDR's default
 BLOCK_PREFIX = 26  # BlockSize, lib/clientv3/ippool.go
@@ -394,15 +395,19 @@ def build(lab: Lab, topo: Topology, plan: Plan, *, encap: str, mesh: bool = True
     return blocks
 
 
-def pod_next_steps(lab: Lab, topo: Topology, extra: list[str]) -> str:
-    if len(topo.nodes) < 2 or not topo.pods:
-        return f"netlab status {lab.name}"
-    src = topo.pods_of(topo.nodes[0])[0]
-    dst_pod = topo.pods_of(topo.nodes[1])[0]
-    dst = pod_ip(block(lab.pod_cidr, topo.nodes[1]), dst_pod)
-    return "\n".join([
-        f"ping across nodes:   netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
-        f"the pod's gateway:   netlab exec {lab.name} {src.host} -- ip neigh   (169.254.1.1 is ee:ee:ee:ee:ee:ee: proxy ARP)",
+HINT_WIDTH = 21  # the label column of every Calico lab's hints
+
+
+def pod_next_steps(lab: Lab, p: Plan, extra: list[Line]) -> Steps:
+    """The hints every Calico lab shares around its own ``extra`` ones, for the plan's pod pair."""
+    pair = cross_node_pair(p)
+    if pair is None:
+        return Steps([Hint("", f"netlab status {lab.name}")])
+    src = pair.src
+    return Steps([
+        col(HINT_WIDTH, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
+        col(HINT_WIDTH, "the pod's gateway:", f"netlab exec {lab.name} {src.host} -- ip neigh",
+            f"({GATEWAY} is {CALI_MAC}: proxy ARP)"),
         *extra,
-        f"the whole recipe:    netlab explain {lab.name}",
+        col(HINT_WIDTH, "the whole recipe:", f"netlab explain {lab.name}"),
     ])

@@ -21,6 +21,7 @@ from ..model import Lab
 from ..plan import Plan
 from ..topology import resolve
 from . import Datapath, calico
+from .hints import Steps, col
 
 
 def plan(lab: Lab) -> Plan:
@@ -36,11 +37,11 @@ def validate(lab: Lab) -> None:
     calico.check(lab, "none", one_rack=True)
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    return calico.pod_next_steps(lab, topo, [
-        f"BGP sessions:        netlab bgp {lab.name}",
-        f"routes from BIRD:    netlab exec {lab.name} node1 -- ip route show proto bird",
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    w = calico.HINT_WIDTH
+    return calico.pod_next_steps(lab, p, [
+        col(w, "BGP sessions:", f"netlab bgp {lab.name}"),
+        col(w, "routes from BIRD:", f"netlab exec {lab.name} node1 -- ip route show proto bird"),
     ])
 
 

@@ -27,6 +27,7 @@ from ..model import Lab
 from ..plan import Addr, Ipip, Plan, Route
 from ..topology import resolve
 from . import Datapath, calico
+from .hints import RUNS, Steps, col, nodes, switch_of
 
 DEVICE = "tunl0"
 
@@ -59,12 +60,12 @@ def validate(lab: Lab) -> None:
     calico.check(lab, "ipip")
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    sw = topo.nodes[0].rack
-    return calico.pod_next_steps(lab, topo, [
-        f"see the IPIP:        ip netns exec {sw.ns} tcpdump -ni br0 ip proto 4",
-        f"BGP sessions:        netlab bgp {lab.name}",
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    w = calico.HINT_WIDTH
+    sw = switch_of(p, nodes(p)[0].name)
+    return calico.pod_next_steps(lab, p, [
+        col(w, "see the IPIP:", f"ip netns exec {sw} tcpdump -ni br0 ip proto 4", expect=RUNS),
+        col(w, "BGP sessions:", f"netlab bgp {lab.name}"),
     ])
 
 

@@ -17,6 +17,7 @@ from ..model import Lab
 from ..plan import Plan
 from ..topology import resolve
 from . import Datapath, calico
+from .hints import Steps, col
 
 
 def plan(lab: Lab) -> Plan:
@@ -32,12 +33,12 @@ def validate(lab: Lab) -> None:
     calico.check(lab, "none", one_rack=True)
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    return calico.pod_next_steps(lab, topo, [
-        f"BGP sessions:        netlab bgp {lab.name}   (one per node, n on the reflector)",
-        f"the reflector:       netlab exec {lab.name} {calico.RR_HOST} -- birdc -s "
-        f"{naming.expand_run(calico.socket_path(calico.RR_HOST), naming.state_dir(lab.name))} show protocols",
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    w = calico.HINT_WIDTH
+    sock = naming.expand_run(calico.socket_path(calico.RR_HOST), naming.state_dir(lab.name))
+    return calico.pod_next_steps(lab, p, [
+        col(w, "BGP sessions:", f"netlab bgp {lab.name}", "(one per node, n on the reflector)"),
+        col(w, "the reflector:", f"netlab exec {lab.name} {calico.RR_HOST} -- birdc -s {sock} show protocols"),
     ])
 
 

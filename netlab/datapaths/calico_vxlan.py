@@ -25,6 +25,7 @@ from ..model import Lab
 from ..plan import Addr, Fdb, Neigh, Plan, Route, Vxlan
 from ..topology import resolve
 from . import Datapath, calico
+from .hints import RUNS, Steps, col, nodes, switch_of
 
 DEVICE = "vxlan.calico"
 
@@ -73,12 +74,12 @@ def validate(lab: Lab) -> None:
     calico.check(lab, "vxlan")
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    sw = topo.nodes[0].rack
-    return calico.pod_next_steps(lab, topo, [
-        f"see the VXLAN:       ip netns exec {sw.ns} tcpdump -ni br0 -e udp port {lab.options.port}",
-        f"VTEP state:          netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE}",
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    w = calico.HINT_WIDTH
+    sw = switch_of(p, nodes(p)[0].name)
+    return calico.pod_next_steps(lab, p, [
+        col(w, "see the VXLAN:", f"ip netns exec {sw} tcpdump -ni br0 -e udp port {lab.options.port}", expect=RUNS),
+        col(w, "VTEP state:", f"netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE}"),
     ])
 
 

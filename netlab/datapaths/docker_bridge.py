@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from ..model import Lab
 from ..plan import Plan
 from ..topology import resolve
-from . import Datapath, docker, underlay
+from . import Datapath, docker, hints, underlay
+from .hints import Hint, Steps
 
 PREFIX = "container"
 
@@ -49,29 +50,31 @@ def plan(lab: Lab) -> Plan:
     return p
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    cs = docker.containers(lab, topo, PREFIX)
-    node = topo.nodes[0]
-    router = str(node.rack.gateway.ip)
-    mine = docker.on(node, cs)
-    lines = []
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    """Both paths from the first host's containers, as the plan numbers them (one host is enough:
+    the lessons here never cross nodes)."""
+    node = hints.nodes(p)[0]
+    router = hints.gateway_of(p, node.name)
+    mine = hints.pods_on(p, node)
+    L, host = lab.name, node.host
+    lines: list[hints.Line] = []
     if len(mine) >= 2:
         a, b = mine[0], mine[1]
         lines += ["container to container, plain L2 on docker0:",
-                  f"  netlab exec {lab.name} {a.name} -- ping -c 3 {b.ip.ip}",
-                  f"  learned MACs: netlab exec {lab.name} {node.name} -- bridge fdb show br docker0 dynamic",
+                  Hint("  ", f"netlab exec {L} {a.host} -- ping -c 3 {hints.ip_of(p, b.name)}"),
+                  Hint("  learned MACs: ", f"netlab exec {L} {host} -- bridge fdb show br docker0 dynamic"),
                   "  bridged frames cross FORWARD (bridge-nf-call-iptables=1), policy DROP; watch the",
-                  f"  '-i docker0 -o docker0 -j ACCEPT' counter: netlab exec {lab.name} {node.name} -- iptables -nvL FORWARD"]
+                  Hint("  '-i docker0 -o docker0 -j ACCEPT' counter: ", f"netlab exec {L} {host} -- iptables -nvL FORWARD")]
     if mine:
         a = mine[0]
         lines += ["out to the router through MASQUERADE:",
-                  f"  netlab exec {lab.name} {a.name} -- ping -c 3 {router}",
-                  f"  the router sees {node.addr}, never {a.ip.ip}: ip netns exec {topo.router_ns} tcpdump -ni eth0 icmp",
-                  f"  the NAT counters: netlab exec {lab.name} {node.name} -- iptables -t nat -nvL POSTROUTING"]
-    lines += [f"Docker's rules: netlab exec {lab.name} {node.name} -- iptables -S",
-              f"the recipe:     netlab explain {lab.name}"]
-    return "\n".join(lines)
+                  Hint("  ", f"netlab exec {L} {a.host} -- ping -c 3 {router}"),
+                  Hint(f"  the router sees {hints.ip_of(p, node.name)}, never {hints.ip_of(p, a.name)}: ",
+                       f"ip netns exec {hints.router_of(p)} tcpdump -ni eth0 icmp", expect=hints.RUNS),
+                  Hint("  the NAT counters: ", f"netlab exec {L} {host} -- iptables -t nat -nvL POSTROUTING")]
+    lines += [Hint("Docker's rules: ", f"netlab exec {L} {host} -- iptables -S"),
+              Hint("the recipe:     ", f"netlab explain {L}")]
+    return Steps(lines)
 
 
 PICTURE = r"""

@@ -44,9 +44,10 @@ from dataclasses import dataclass, field
 
 from ..errors import LabFileError
 from ..model import Lab
-from ..plan import Daemon, Plan
+from ..plan import Daemon, Plan, cross_node_pair_or_reason
 from ..topology import resolve
-from . import Datapath, docker, underlay
+from . import Datapath, docker, hints, underlay
+from .hints import RUNS, STDIN, Hint, Steps
 
 PREFIX = "executor"
 
@@ -104,37 +105,51 @@ def validate(lab: Lab) -> None:
                            "use --pods 1 or more")
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    topo = resolve(lab)
-    cs = containers(lab)
-    n1, n2 = topo.nodes[0], topo.nodes[1]
-    src, dst = docker.on(n1, cs)[0], docker.on(n2, cs)[0]
-    hp, cp = published(dst).host_port, published(dst).container_port
+#: What the hints feed ``socat -`` on stdin: a line and end of input; whoami answers anyway.
+SOCAT_INPUT = "hello\n"
+
+
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    """The plan's first executors of node1 and node2 (the pair whose addresses overlap, the
+    lesson), their published ports and the hosts' addresses."""
+    pair = cross_node_pair_or_reason(p, routable=False)
+    if isinstance(pair, str):
+        return Steps([pair, Hint("", f"netlab status {lab.name}")])
+    src, dst = pair.src, pair.dst
+    n1, n2 = p.host(str(src.node)), p.host(str(dst.node))
+    a1, a2 = hints.ip_of(p, n1.name), hints.ip_of(p, n2.name)
+    by_ns = {c.ns: c for c in containers(lab)}
+    hp, cp = published(by_ns[dst.name]).host_port, published(by_ns[dst.name]).container_port
+    own = published(by_ns[src.name]).host_port
+    sip, dip = pair.src_ip, pair.dst_ip
     L = lab.name
-    sw = n1.rack.ns
-    return "\n".join([
-        f"{src.name} ({n1.name}) and {dst.name} ({n2.name}) are both {src.ip.ip}: the addresses overlap,",
-        f"so pod-to-pod routing is impossible ({src.name} -> {dst.ip.ip} reaches itself).",
-        f"The only way across is {dst.name}'s published port {n2.addr}:{hp} -> {dst.ip.ip}:{cp}:",
-        f"  netlab exec {L} {src.name} -- socat - TCP:{n2.addr}:{hp}",
-        f"  answer: '{dst.name} at {dst.ip.ip}:{cp} saw peer {n1.addr}:…' ({src.ip.ip} never arrives)",
+    sw = hints.switch_of(p, n1.name)
+    stdin = f"{STDIN}:{SOCAT_INPUT}"
+    relay: list[hints.Line] = [
+        f"docker-proxy: {src.host} -> its own host {a1}:{own} skips the DNAT (-i docker0 -j RETURN);",
+        Hint(f"  the relay answers and reconnects from {hints.ip_of(p, n1.name, docker.BRIDGE)}: ",
+             f"netlab exec {L} {src.host} -- socat - TCP:{a1}:{own}", expect=stdin),
+    ] if lab.options.userland_proxy else []
+    return Steps([
+        f"{src.host} ({n1.host}) and {dst.host} ({n2.host}) are both {sip}: the addresses overlap,",
+        f"so pod-to-pod routing is impossible ({src.host} -> {dip} reaches itself).",
+        f"The only way across is {dst.host}'s published port {a2}:{hp} -> {dip}:{cp}:",
+        Hint("  ", f"netlab exec {L} {src.host} -- socat - TCP:{a2}:{hp}", expect=stdin),
+        f"  answer: '{dst.host} at {dip}:{cp} saw peer {a1}:…' ({sip} never arrives)",
         "Three rewrites on the way:",
-        f"  1. SNAT on {n1.name}: POSTROUTING -s {lab.pod_cidr} ! -o docker0 -j MASQUERADE",
-        f"     source {src.ip.ip}:p -> {n1.addr}:p' as the SYN leaves eth0",
-        f"  2. DNAT on {n2.name}: PREROUTING -> DOCKER ! -i docker0 --dport {hp} -j DNAT",
-        f"     destination {n2.addr}:{hp} -> {dst.ip.ip}:{cp} (FORWARD: the DOCKER chain's per-port ACCEPT)",
+        f"  1. SNAT on {n1.host}: POSTROUTING -s {lab.pod_cidr} ! -o docker0 -j MASQUERADE",
+        f"     source {sip}:p -> {a1}:p' as the SYN leaves eth0",
+        f"  2. DNAT on {n2.host}: PREROUTING -> DOCKER ! -i docker0 --dport {hp} -j DNAT",
+        f"     destination {a2}:{hp} -> {dip}:{cp} (FORWARD: the DOCKER chain's per-port ACCEPT)",
         "  3. the reply: conntrack reverses both, no rule needed",
-        f"     {n2.name}: source {dst.ip.ip}:{cp} -> {n2.addr}:{hp}; {n1.name}: destination {n1.addr}:p' -> {src.ip.ip}:p",
-        *([f"docker-proxy: {src.name} -> its own host {n1.addr}:{published(src).host_port} skips the DNAT "
-           "(-i docker0 -j RETURN);",
-           f"  the relay answers and reconnects from {docker.gateway(lab.pod_cidr).ip}: netlab exec {L} {src.name} -- "
-           f"socat - TCP:{n1.addr}:{published(src).host_port}"] if lab.options.userland_proxy else []),
+        f"     {n2.host}: source {dip}:{cp} -> {a2}:{hp}; {n1.host}: destination {a1}:p' -> {sip}:p",
+        *relay,
         "Where to look:",
-        f"  on the wire:  ip netns exec {sw} tcpdump -ni br0 tcp port {hp}",
-        f"  in {dst.name}: netlab exec {L} {dst.name} -- tcpdump -ni eth0 tcp port {cp}",
-        f"  conntrack:    netlab exec {L} {n2.name} -- cat /proc/net/nf_conntrack   (both tuples)",
-        f"  counters:     netlab exec {L} {n2.name} -- iptables -t nat -L DOCKER -nv",
-        f"  the recipe:   netlab explain {L}",
+        Hint("  on the wire:  ", f"ip netns exec {sw} tcpdump -ni br0 tcp port {hp}", expect=RUNS),
+        Hint(f"  in {dst.host}: ", f"netlab exec {L} {dst.host} -- tcpdump -ni eth0 tcp port {cp}", expect=RUNS),
+        Hint("  conntrack:    ", f"netlab exec {L} {n2.host} -- cat /proc/net/nf_conntrack", "(both tuples)"),
+        Hint("  counters:     ", f"netlab exec {L} {n2.host} -- iptables -t nat -L DOCKER -nv"),
+        Hint("  the recipe:   ", f"netlab explain {L}"),
     ])
 
 

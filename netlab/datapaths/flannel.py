@@ -16,7 +16,7 @@ from ipaddress import IPv4Network
 
 from ..errors import LabFileError
 from ..plan import Rule, Ruleset
-from ..topology import Node, Pod, resolve
+from ..topology import Node
 
 KUBE_PROXY_MARK = "0x4000/0x4000"
 
@@ -66,15 +66,3 @@ def validate(lab, mtu: int = 0, overhead: int = 0, what: str = "") -> None:
         raise LabFileError(f"{lab.src}: options.mtu: {mtu} + {overhead} bytes of {what} "
                            f"exceeds the underlay MTU {lab.underlay.mtu}",
                            f"use options.mtu <= {lab.underlay.mtu - overhead} or leave it unset")
-
-
-def cross_node_ping(lab) -> tuple[Pod, str] | None:
-    """The first pod of node 1 and the address of the first pod of node 2: the ping every
-    flannel lab suggests after ``up``. None when the lab has fewer than two nodes or no pods."""
-    from .cni import pod_ip
-
-    topo = resolve(lab)
-    if len(topo.nodes) < 2 or not topo.pods:
-        return None
-    dst_node = topo.nodes[1]
-    return topo.pods_of(topo.nodes[0])[0], str(pod_ip(lease(lab.pod_cidr, dst_node), topo.pods_of(dst_node)[0]).ip)

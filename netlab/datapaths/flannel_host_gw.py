@@ -21,9 +21,10 @@ import errno
 from dataclasses import dataclass
 
 from ..model import Lab
-from ..plan import Plan, Route
+from ..plan import Plan, Route, cross_node_pair
 from ..topology import resolve
 from . import Datapath, cni, flannel, underlay
+from .hints import RUNS, Hint, Steps, col, switch_of
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,26 @@ def explain_refusal(lab: Lab, obj, err: int | None) -> tuple[str, str] | None:
     return None
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    example = flannel.cross_node_ping(lab)
-    if example is None:
-        return f"netlab status {lab.name}"
-    src, dst = example
-    return "\n".join([
-        f"ping across nodes:   netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
-        f"no tunnel, just L2:  ip netns exec {src.node.rack.ns} tcpdump -eni br0 icmp",
-        f"the routes:          netlab exec {lab.name} node1 -- ip route",
-        "the limit:           netlab up host-gw --name hg2 --racks 2   (refused: not on-link)",
+def other_name(lab: Lab) -> str:
+    """The instance the limit hint brings up: named after this one, so two labs' hints (or two
+    test runs) never race for one name; ``hg2`` where the longer name would not fit."""
+    name = f"{lab.name}-r2"
+    return name if len(name) <= 24 else "hg2"
+
+
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    pair = cross_node_pair(p)
+    if pair is None:
+        return Steps([Hint("", f"netlab status {lab.name}")])
+    src = pair.src
+    return Steps([
+        col(21, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
+        col(21, "no tunnel, just L2:", f"ip netns exec {switch_of(p, p.host(str(src.node)).name)} tcpdump -eni br0 icmp",
+            expect=RUNS),
+        col(21, "the routes:", f"netlab exec {lab.name} node1 -- ip route"),
+        # the refusal is the lesson: explain_refusal's words for the kernel's ENETUNREACH
+        col(21, "the limit:", f"netlab up host-gw --name {other_name(lab)} --racks 2", "(refused: not on-link)",
+            expect="fails:host-gw's limit"),
     ])
 
 

@@ -39,9 +39,10 @@ from ipaddress import IPv4Address
 
 from .. import naming
 from ..model import Lab
-from ..plan import Addr, Daemon, Plan, Route, Sysctl, Tun
+from ..plan import Addr, Daemon, Plan, Route, Sysctl, Tun, cross_node_pair
 from ..topology import resolve
 from . import Datapath, cni, flannel, underlay
+from .hints import RUNS, Hint, Line, Steps, col, switch_of
 
 DEVICE = "flannel0"
 OVERHEAD = 28  # outer IPv4 20 + UDP 8; flannel's encapOverhead for the UDP backend
@@ -120,27 +121,29 @@ def validate(lab: Lab) -> None:
     flannel.validate(lab, mtu_of(lab), OVERHEAD, "UDP encapsulation")
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    example = flannel.cross_node_ping(lab)
-    if example is None:
-        return f"netlab status {lab.name}"
-    src, dst = example
-    sw = src.node.rack
-    lines = [
-        f"ping across nodes:    netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
-        f"see bare IP in UDP:   ip netns exec {sw.ns} tcpdump -ni br0 -X udp port {lab.options.port}",
-        f"the inner packets:    netlab exec {lab.name} node1 -- tcpdump -ni {DEVICE}",
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    pair = cross_node_pair(p)
+    if pair is None:
+        return Steps([Hint("", f"netlab status {lab.name}")])
+    src = pair.src
+    sw = switch_of(p, p.host(str(src.node)).name)
+    lines: list[Line] = [
+        col(22, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
+        col(22, "see bare IP in UDP:", f"ip netns exec {sw} tcpdump -ni br0 -X udp port {lab.options.port}", expect=RUNS),
+        col(22, "the inner packets:", f"netlab exec {lab.name} node1 -- tcpdump -ni {DEVICE}", expect=RUNS),
     ]
     unleased = unleased_address(lab)
     if unleased:
-        lines.append(f"no lease -> ICMP:     netlab exec {lab.name} {src.host} -- ping -c 1 {unleased}")
+        # the forwarder has no route for it and answers as flanneld does: ICMP net unreachable
+        lines.append(col(22, "no lease -> ICMP:", f"netlab exec {lab.name} {src.host} -- ping -c 1 {unleased}",
+                         expect="fails:Destination Net Unreachable"))
     lines += [
-        f"forwarder counters:   netlab status {lab.name}   (logs: {naming.state_dir(lab.name)}/*.{DAEMON}.log)",
-        f"the whole recipe:     netlab explain {lab.name}",
+        col(22, "forwarder counters:", f"netlab status {lab.name}", f"(logs: {naming.state_dir(lab.name)}/*.{DAEMON}.log)"),
+        col(22, "the whole recipe:", f"netlab explain {lab.name}"),
     ]
     if lab.options.mode != "flannel":
         lines.insert(0, f"NOTE: mode {lab.options.mode} is a netlab fast mode, NOT flannel's packet format")
-    return "\n".join(lines)
+    return Steps(lines)
 
 
 PICTURE = r"""

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 from .. import naming
 from ..model import Lab
-from ..plan import Addr, Fdb, Neigh, Plan, Route, Sysctl, Vxlan
+from ..plan import Addr, Fdb, Neigh, Plan, Route, Sysctl, Vxlan, cross_node_pair
 from ..topology import resolve
 from . import Datapath, cni, flannel, underlay
+from .hints import RUNS, Hint, Steps, col, switch_of
 
 DEVICE = "flannel.{vni}"
 OVERHEAD = 50
@@ -85,17 +86,17 @@ def validate(lab: Lab) -> None:
     flannel.validate(lab, mtu_of(lab), OVERHEAD, "VXLAN overhead")
 
 
-def next_steps(lab: Lab, p: Plan) -> str:
-    example = flannel.cross_node_ping(lab)
-    if example is None:
-        return f"netlab status {lab.name}"
-    src, dst = example
-    sw = src.node.rack
-    return "\n".join([
-        f"ping across nodes:   netlab exec {lab.name} {src.host} -- ping -c 3 {dst}",
-        f"see the VXLAN:       ip netns exec {sw.ns} tcpdump -ni br0 -e udp port {lab.options.port}",
-        f"VTEP state:          netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE.format(vni=lab.options.vni)}",
-        f"the whole recipe:    netlab explain {lab.name}",
+def next_steps(lab: Lab, p: Plan) -> Steps:
+    pair = cross_node_pair(p)
+    if pair is None:
+        return Steps([Hint("", f"netlab status {lab.name}")])
+    src = pair.src
+    sw = switch_of(p, p.host(str(src.node)).name)
+    return Steps([
+        col(21, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
+        col(21, "see the VXLAN:", f"ip netns exec {sw} tcpdump -ni br0 -e udp port {lab.options.port}", expect=RUNS),
+        col(21, "VTEP state:", f"netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE.format(vni=lab.options.vni)}"),
+        col(21, "the whole recipe:", f"netlab explain {lab.name}"),
     ])
 
 
