@@ -234,6 +234,182 @@ def underlay_dev(plan: Plan, ns: str) -> str | None:
     return "eth0" if any(a.ns == ns and a.dev == "eth0" for a in plan.of(Addr)) else None
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """Where the packet was last seen and what it carried there: the questions every next-step
+    rule asks of the plan (``me`` is the planned interface, None if the plan does not describe it)."""
+
+    plan: Plan
+    host_of: dict[str, str]
+    ifs: dict[tuple[str, str], Iface]
+    ns: str
+    iface: str
+    me: Iface | None
+    dst_ip: str | None
+    dst_mac: str | None
+    udp_dport: int | None
+    l4: tuple[str, int] | None
+
+    def where(self, ns: str, iface: str) -> str:
+        return f"{self.host_of.get(ns, ns)}:{iface}"
+
+    @property
+    def host(self) -> str:
+        return self.host_of.get(self.ns, self.ns)
+
+    def daemons(self) -> list[str]:
+        return [d.name for d in self.plan.of(Daemon) if d.ns == self.ns]
+
+
+# -- after a transmit: the device the packet left by decides where it goes ----------------------
+
+def _out_of_veth(s: _Seen) -> Expectation | None:
+    """A veth has no wire: what one end transmits, its peer receives, in the peer's namespace."""
+    if s.me is None or not s.me.peer:
+        return None
+    pns, pname = s.me.peer
+    return Expectation(f"arrive on {s.where(pns, pname)} (the other end of the veth pair)", pns, pname, "in", "veth")
+
+
+def _into_vtep(s: _Seen) -> Expectation | None:
+    """The packet enters a VTEP: the FDB entry for the inner destination MAC names the outer
+    destination, and the frame leaves the VXLAN device's underlay device as UDP to it."""
+    if s.me is None or not isinstance(s.me.obj, Vxlan):
+        return None
+    vx = s.me.obj
+    fdb = [f for f in s.plan.of(Fdb)
+           if f.ns == s.ns and f.dev == s.iface and (s.dst_mac is None or f.lladdr == s.dst_mac)]
+    if fdb:
+        return Expectation(f"leave {s.where(s.ns, vx.dev)} as VXLAN (UDP {vx.port}, vni {vx.vni}) to {fdb[0].dst}, "
+                           f"by the FDB entry {fdb[0].lladdr} dst {fdb[0].dst}", s.ns, vx.dev, "out", "vxlan")
+    return Expectation(f"leave {s.where(s.ns, vx.dev)} as VXLAN (UDP {vx.port}) — but the plan has no FDB entry "
+                       f"on {s.iface} for MAC {s.dst_mac}", s.ns, vx.dev, "out", "vxlan")
+
+
+def _into_tun(s: _Seen) -> Expectation | None:
+    """A TUN device hands what is routed into it to the user-space process holding it (flannel's
+    UDP forwarder), which sends it on as UDP out of the node's underlay device."""
+    daemons = s.daemons()
+    dev = underlay_dev(s.plan, s.ns)
+    who = f"the daemon {', '.join(daemons)}" if daemons else "the process holding the TUN"
+    return Expectation(f"{who} reads it from {s.iface} and sends it as UDP out of {s.where(s.ns, dev or '?')}",
+                       s.ns, dev, "out", "tun")
+
+
+def _into_ipip(s: _Seen) -> Expectation | None:
+    """An IPIP tunnel wraps the packet in an outer IP header (protocol 4) addressed to the route's
+    gateway and sends it out of the underlay device."""
+    dev = underlay_dev(s.plan, s.ns)
+    return Expectation(f"leave {s.where(s.ns, dev or '?')} as IP-in-IP (protocol 4) to the route's gateway",
+                       s.ns, dev, "out", "ipip")
+
+
+def _out_of_bridge(s: _Seen) -> Expectation | None:
+    """A bridge transmits through the port its FDB learnt the destination MAC on (all, if none)."""
+    ports = [i.name for i in s.ifs.values() if i.ns == s.ns and i.master == s.iface]
+    return Expectation(f"leave through the bridge port that has MAC {s.dst_mac} ({', '.join(ports)})",
+                       s.ns, None, "out", "bridge")
+
+
+_AFTER_TRANSMIT = {"veth": _out_of_veth, "vxlan": _into_vtep, "tun": _into_tun, "ipip": _into_ipip,
+                   "bridge": _out_of_bridge}
+
+
+def _after_transmit(s: _Seen) -> Expectation:
+    """The next step after a transmit on ``s.iface``, by the kind of device it is."""
+    rule = _AFTER_TRANSMIT.get(s.me.kind) if s.me is not None else None
+    exp = rule(s) if rule is not None else None
+    if exp is not None:
+        return exp
+    return Expectation(f"leave {s.where(s.ns, s.iface)} (an interface the plan does not describe)",
+                       None, None, None, "unknown")
+
+
+# -- after a receive: a bridge port, a local delivery, or a route lookup -----------------------
+
+def _into_bridge_port(s: _Seen, br: str) -> Expectation:
+    """A frame received on a bridge port is the bridge's to forward: up to the bridge itself if
+    the destination MAC is the bridge's own, else out of the port the MAC was learnt on."""
+    ports = [i.name for i in s.ifs.values() if i.ns == s.ns and i.master == br and i.name != s.iface]
+    brobj = next((b for b in s.plan.of(Bridge) if b.ns == s.ns and b.name == br), None)
+    return Expectation(f"bridge {br} forwards the frame for {s.dst_mac}: up to {br} itself if that is its MAC"
+                       + (f" ({brobj.mac})" if brobj is not None and brobj.mac else "")
+                       + f", else out of another port ({', '.join(ports)})", s.ns, None, None, "bridge")
+
+
+def _vxlan_decap(s: _Seen) -> Expectation | None:
+    """UDP to a local address on a VXLAN device's port: that device decapsulates it."""
+    decap = [v for v in s.plan.of(Vxlan) if v.ns == s.ns and s.udp_dport is not None and v.port == s.udp_dport]
+    if not decap:
+        return None
+    return Expectation(f"the VXLAN device {s.where(s.ns, decap[0].name)} decapsulates it "
+                       f"(UDP {decap[0].port}, vni {decap[0].vni})", s.ns, decap[0].name, "in", "vxlan")
+
+
+def _tun_daemon_receives(s: _Seen) -> Expectation | None:
+    """UDP to a node with a TUN device and a daemon: the daemon (flannel's UDP forwarder) reads
+    the datagram and writes the inner packet into the TUN, where the kernel routes it again."""
+    tuns = [t for t in s.plan.of(Tun) if t.ns == s.ns]
+    daemons = s.daemons()
+    if not (tuns and s.udp_dport is not None and daemons):
+        return None
+    return Expectation(f"the daemon {', '.join(daemons)} receives UDP {s.udp_dport} and writes the inner packet "
+                       f"to {s.where(s.ns, tuns[0].name)}", s.ns, tuns[0].name, "out", "tun")
+
+
+def _dnat_on_arrival(s: _Seen) -> Expectation | None:
+    """A nat-table DNAT rule matching the packet (Docker's published ports) rewrites its
+    destination on arrival; the route to the new destination then decides the way out."""
+    dnat = dnat_for(s.plan, s.ns, *(s.l4 or (None, None)))
+    if dnat is None:
+        return None
+    rule, to = dnat
+    target = to.rsplit(":", 1)[0] if ":" in to else to
+    r = lookup(s.plan, s.ns, target)
+    via = f"; then the route '{r.text}': leave {s.where(s.ns, r.dev or '?')}" if r is not None else ""
+    return Expectation(f"DNAT to {to} by the nat rule '{rule}'{via}", s.ns, r.dev if r else None, "out", "dnat")
+
+
+_TO_LOCAL_ADDRESS = (_vxlan_decap, _tun_daemon_receives, _dnat_on_arrival)
+
+
+def _to_local_address(s: _Seen) -> Expectation:
+    """A packet to one of the namespace's own addresses: a tunnel endpoint or a DNAT may take it
+    further (tried in that order, as the kernel meets them); otherwise it is delivered here."""
+    for rule in _TO_LOCAL_ADDRESS:
+        exp = rule(s)
+        if exp is not None:
+            return exp
+    return Expectation(f"delivered to {s.host} itself ({s.dst_ip} is its address): expect an answer",
+                       s.ns, None, None, "local")
+
+
+def _forwarded(s: _Seen, dst_ip: str) -> Expectation:
+    """A packet to someone else's address is forwarded by the longest-prefix route the plan has
+    for it; an unreachable/blackhole/prohibit route drops it."""
+    r = lookup(s.plan, s.ns, dst_ip)
+    if r is None:
+        return Expectation(f"route lookup for {dst_ip} in {s.host}: the plan has no route "
+                           "(a daemon such as BIRD may install it)", s.ns, None, "out", "route")
+    if r.type != "unicast":
+        return Expectation(f"route lookup for {dst_ip}: the plan has '{r.text}', so the kernel drops it",
+                           s.ns, None, None, "route")
+    return Expectation(f"forwarded by the route '{r.text}': leave {s.where(s.ns, r.dev or '?')}"
+                       + (f" towards {r.via}" if r.via else ""), s.ns, r.dev, "out", "route")
+
+
+def _after_receive(s: _Seen) -> Expectation:
+    """The next step after a receive on ``s.iface``: a bridge port's frame is the bridge's; a
+    packet for a local address is delivered (or decapsulated, or DNATed); the rest is routed."""
+    if s.me is not None and s.me.kind == "veth" and s.me.master:
+        return _into_bridge_port(s, s.me.master)
+    if s.dst_ip is not None and s.dst_ip in local_addresses(s.plan, s.ns):
+        return _to_local_address(s)
+    if s.dst_ip is None:
+        return Expectation("unknown (the packet has no IP destination)", kind="unknown")
+    return _forwarded(s, s.dst_ip)
+
+
 def expected_next(plan: Plan, host_of: dict[str, str], ns: str, iface: str, direction: str,
                   dst_ip: str | None, dst_mac: str | None = None, udp_dport: int | None = None,
                   l4: tuple[str, int] | None = None) -> Expectation:
@@ -244,74 +420,8 @@ def expected_next(plan: Plan, host_of: dict[str, str], ns: str, iface: str, dire
     transport protocol and destination port, for the DNAT rules a node may apply on arrival.
     """
     ifs = interfaces(plan)
-    me = ifs.get((ns, iface))
-    where = lambda n, i: f"{host_of.get(n, n)}:{i}"  # noqa: E731
-    if direction == "out":
-        if me is not None and me.kind == "veth" and me.peer:
-            pns, pname = me.peer
-            return Expectation(f"arrive on {where(pns, pname)} (the other end of the veth pair)", pns, pname, "in", "veth")
-        if me is not None and me.kind == "vxlan" and isinstance(me.obj, Vxlan):
-            vx = me.obj
-            fdb = [f for f in plan.of(Fdb) if f.ns == ns and f.dev == iface and (dst_mac is None or f.lladdr == dst_mac)]
-            if fdb:
-                return Expectation(f"leave {where(ns, vx.dev)} as VXLAN (UDP {vx.port}, vni {vx.vni}) to {fdb[0].dst}, "
-                                   f"by the FDB entry {fdb[0].lladdr} dst {fdb[0].dst}", ns, vx.dev, "out", "vxlan")
-            return Expectation(f"leave {where(ns, vx.dev)} as VXLAN (UDP {vx.port}) — but the plan has no FDB entry "
-                               f"on {iface} for MAC {dst_mac}", ns, vx.dev, "out", "vxlan")
-        if me is not None and me.kind == "tun":
-            daemons = [d.name for d in plan.of(Daemon) if d.ns == ns]
-            dev = underlay_dev(plan, ns)
-            who = f"the daemon {', '.join(daemons)}" if daemons else "the process holding the TUN"
-            return Expectation(f"{who} reads it from {iface} and sends it as UDP out of {where(ns, dev or '?')}",
-                               ns, dev, "out", "tun")
-        if me is not None and me.kind == "ipip":
-            dev = underlay_dev(plan, ns)
-            return Expectation(f"leave {where(ns, dev or '?')} as IP-in-IP (protocol 4) to the route's gateway",
-                               ns, dev, "out", "ipip")
-        if me is not None and me.kind == "bridge":
-            ports = [i.name for i in ifs.values() if i.ns == ns and i.master == iface]
-            return Expectation(f"leave through the bridge port that has MAC {dst_mac} ({', '.join(ports)})",
-                               ns, None, "out", "bridge")
-        return Expectation(f"leave {where(ns, iface)} (an interface the plan does not describe)", None, None, None, "unknown")
-    # direction == "in"
-    if me is not None and me.kind == "veth" and me.master:
-        br = me.master
-        ports = [i.name for i in ifs.values() if i.ns == ns and i.master == br and i.name != iface]
-        brobj = next((b for b in plan.of(Bridge) if b.ns == ns and b.name == br), None)
-        return Expectation(f"bridge {br} forwards the frame for {dst_mac}: up to {br} itself if that is its MAC"
-                           + (f" ({brobj.mac})" if brobj is not None and brobj.mac else "")
-                           + f", else out of another port ({', '.join(ports)})", ns, None, None, "bridge")
-    locals_ = local_addresses(plan, ns)
-    if dst_ip is not None and dst_ip in locals_:
-        decap = [v for v in plan.of(Vxlan) if v.ns == ns and udp_dport is not None and v.port == udp_dport]
-        if decap:
-            return Expectation(f"the VXLAN device {where(ns, decap[0].name)} decapsulates it "
-                               f"(UDP {decap[0].port}, vni {decap[0].vni})", ns, decap[0].name, "in", "vxlan")
-        tuns = [t for t in plan.of(Tun) if t.ns == ns]
-        daemons = [d.name for d in plan.of(Daemon) if d.ns == ns]
-        if tuns and udp_dport is not None and daemons:
-            return Expectation(f"the daemon {', '.join(daemons)} receives UDP {udp_dport} and writes the inner packet "
-                               f"to {where(ns, tuns[0].name)}", ns, tuns[0].name, "out", "tun")
-        dnat = dnat_for(plan, ns, *(l4 or (None, None)))
-        if dnat is not None:
-            rule, to = dnat
-            target = to.rsplit(":", 1)[0] if ":" in to else to
-            r = lookup(plan, ns, target)
-            via = f"; then the route '{r.text}': leave {where(ns, r.dev or '?')}" if r is not None else ""
-            return Expectation(f"DNAT to {to} by the nat rule '{rule}'{via}", ns, r.dev if r else None, "out", "dnat")
-        return Expectation(f"delivered to {host_of.get(ns, ns)} itself ({dst_ip} is its address): expect an answer",
-                           ns, None, None, "local")
-    if dst_ip is None:
-        return Expectation("unknown (the packet has no IP destination)", kind="unknown")
-    r = lookup(plan, ns, dst_ip)
-    if r is None:
-        return Expectation(f"route lookup for {dst_ip} in {host_of.get(ns, ns)}: the plan has no route "
-                           "(a daemon such as BIRD may install it)", ns, None, "out", "route")
-    if r.type != "unicast":
-        return Expectation(f"route lookup for {dst_ip}: the plan has '{r.text}', so the kernel drops it",
-                           ns, None, None, "route")
-    return Expectation(f"forwarded by the route '{r.text}': leave {where(ns, r.dev or '?')}"
-                       + (f" towards {r.via}" if r.via else ""), ns, r.dev, "out", "route")
+    s = _Seen(plan, host_of, ifs, ns, iface, ifs.get((ns, iface)), dst_ip, dst_mac, udp_dport, l4)
+    return _after_transmit(s) if direction == "out" else _after_receive(s)
 
 
 def is_bridge_port(plan_ifs: dict[tuple[str, str], Iface], ns: str, name: str) -> bool:
