@@ -102,6 +102,46 @@ def line(f: Frame, vports: set[int]) -> str:
             + (f"  [+{d.payload} B]" if d.payload else "") + (f"  !{gso}" if gso else ""))
 
 
+def _open_writers(stack: ExitStack, ifs: list[Interface], write: str, split: bool,
+                  stats: CaptureStats) -> tuple[dict[tuple[str, int], PcapWriter], PcapngWriter | None]:
+    """The files the frames go to, opened on ``stack``: with ``split`` one classic pcap per
+    interface (each keeps its own link type); one classic pcap when a single interface is captured
+    and pcapng was not asked for; else one pcapng, whose interface blocks let Ethernet and raw-IP
+    (TUN) links and every namespace share the file. Returns (classic pcaps by key, the pcapng)."""
+    classic: dict[tuple[str, int], PcapWriter] = {}
+    path = Path(write)
+    if split:
+        for i in ifs:
+            p = path.with_name(f"{path.stem}.{i.host}.{i.name}.pcap")
+            classic[(i.ns, i.ifindex)] = PcapWriter(stack.enter_context(open(p, "wb")), linktype(i.hatype))
+            stats.files.append(str(p))
+        return classic, None
+    if len(ifs) == 1 and path.suffix != ".pcapng":
+        i = ifs[0]
+        classic[(i.ns, i.ifindex)] = PcapWriter(stack.enter_context(open(path, "wb")), linktype(i.hatype))
+        stats.files.append(str(path))
+        return classic, None
+    ng = PcapngWriter(stack.enter_context(open(path, "wb")))
+    for i in ifs:
+        ng.add_interface((i.ns, i.ifindex), i.where, linktype(i.hatype), f"netns {i.ns}")
+    stats.files.append(str(path))
+    return classic, ng
+
+
+def _record(f: Frame, by_key: dict[tuple[str, int], Interface], classic: dict[tuple[str, int], PcapWriter],
+            ng: PcapngWriter | None) -> None:
+    """Write one sighting to its file: its interface's classic pcap, or the pcapng (where an
+    interface that appeared after the start, such as lo of a whole-namespace capture, first gets
+    its interface block)."""
+    key = (f.ns, f.ifindex)
+    if key not in by_key and ng is not None:
+        ng.add_interface(key, f.where, linktype(f.hatype), f"netns {f.ns}")
+    if key in classic:
+        classic[key].write(f.ts_ns, f.data, f.wirelen)
+    elif ng is not None:
+        ng.write(key, f.ts_ns, f.data, f.wirelen, f.direction, _gso_note(f))
+
+
 def run(plan: Plan, targets: list[Target], write: str | None = None, count: int | None = None,
         expr: str = "", decode_live: bool = False, split: bool = False, duration: float | None = None,
         out: Callable[[str], None] = print, ready: Callable[[list[Interface], list[str]], None] | None = None) -> CaptureStats:
@@ -117,24 +157,7 @@ def run(plan: Plan, targets: list[Target], write: str | None = None, count: int 
                               "check the names with: netlab exec <lab> <host> -- ip link")
         stats.interfaces = [i.where for i in ifs]
         by_key = {(i.ns, i.ifindex): i for i in ifs}
-        classic: dict[tuple[str, int], PcapWriter] = {}
-        ng: PcapngWriter | None = None
-        if write:
-            path = Path(write)
-            if split:
-                for i in ifs:
-                    p = path.with_name(f"{path.stem}.{i.host}.{i.name}.pcap")
-                    classic[(i.ns, i.ifindex)] = PcapWriter(stack.enter_context(open(p, "wb")), linktype(i.hatype))
-                    stats.files.append(str(p))
-            elif len(ifs) == 1 and path.suffix != ".pcapng":
-                i = ifs[0]
-                classic[(i.ns, i.ifindex)] = PcapWriter(stack.enter_context(open(path, "wb")), linktype(i.hatype))
-                stats.files.append(str(path))
-            else:
-                ng = PcapngWriter(stack.enter_context(open(path, "wb")))
-                for i in ifs:
-                    ng.add_interface((i.ns, i.ifindex), i.where, linktype(i.hatype), f"netns {i.ns}")
-                stats.files.append(str(path))
+        classic, ng = _open_writers(stack, ifs, write, split, stats) if write else ({}, None)
         deadline = None if duration is None else time.monotonic() + duration
         # SIGTERM ends a capture as cleanly as Ctrl-C does.
         old_term = signal.signal(signal.SIGTERM, _interrupt)
@@ -147,13 +170,7 @@ def run(plan: Plan, targets: list[Target], write: str | None = None, count: int 
                     stats.stopped_by = "duration"
                     break
                 for f in kernel_order(sniffer.poll_once(wait)):  # one batch, in kernel order
-                    key = (f.ns, f.ifindex)
-                    if key not in by_key and ng is not None:  # e.g. lo of a whole-namespace capture
-                        ng.add_interface(key, f.where, linktype(f.hatype), f"netns {f.ns}")
-                    if key in classic:
-                        classic[key].write(f.ts_ns, f.data, f.wirelen)
-                    elif ng is not None:
-                        ng.write(key, f.ts_ns, f.data, f.wirelen, f.direction, _gso_note(f))
+                    _record(f, by_key, classic, ng)
                     if not write or decode_live:
                         out(line(f, vports))
                     stats.packets += 1
