@@ -187,7 +187,8 @@ def _boot(argv: tuple[str, ...], opts: Options, stdout: BinaryIO, stderr: Binary
     pipes: list[tuple[int, int]] = [] if interactive else [os.pipe(), os.pipe()]
     try:
         _write_scripts(ctl, k, argv, opts.rw, opts.net)
-        ports = tuple(qemu.Port(name, w) for name, (_, w) in zip((guest.OUT_PORT, guest.ERR_PORT), pipes, strict=True))
+        names = (guest.OUT_PORT, guest.ERR_PORT)[:len(pipes)]  # none for the interactive shell
+        ports = tuple(qemu.Port(name, w) for name, (_, w) in zip(names, pipes, strict=True))
         cmd = qemu.argv(_spec(k, initrd, ctl, opts, acc.name, ports, interactive))
         with open(ctl / "qemu.log", "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=None if interactive else subprocess.DEVNULL,
@@ -197,7 +198,8 @@ def _boot(argv: tuple[str, ...], opts: Options, stdout: BinaryIO, stderr: Binary
             os.close(w)
         deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
         try:
-            finished = _pump(proc, {r: s for (r, _), s in zip(pipes, (stdout, stderr), strict=True)}, deadline)
+            sinks: dict[int, BinaryIO | None] = {r: s for (r, _), s in zip(pipes, (stdout, stderr)[:len(pipes)], strict=True)}
+            finished = _pump(proc, sinks, deadline)
         finally:
             _stop(proc)
         if not finished:

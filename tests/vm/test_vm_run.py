@@ -40,3 +40,14 @@ def test_up_vxlan_ping_and_down_in_one_vm_run():
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "3 received" in r.stdout, r.stdout
     assert r.stdout.splitlines()[-1].strip() == "0"  # nothing left inside the VM either
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="script(1) (util-linux) gives the shell its terminal")
+def test_shell_is_interactive_and_returns_the_shells_exit_code():
+    # a terminal (script) in front of `netlab vm shell`, typing `exit 4` every few seconds until the
+    # shell is there to read it (input typed before the console is set up is lost, as on a real one)
+    typing = "while :; do echo 'exit 4'; sleep 3; done"
+    r = subprocess.run(["bash", "-c", f"{typing} | script -qec '{sys.executable} -m netlab vm shell' /dev/null"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "root shell on the stock kernel" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.returncode == 4, r.stdout[-2000:]
