@@ -35,8 +35,8 @@ from ..plan import Netns, Plan
 from . import bpf, evidence
 from .decode import Decoded, decode
 from .diff import Change, diff
-from .path import (Endpoint, Expectation, expected_next, interfaces, is_bridge_port, path_namespaces, resolve,
-                   vxlan_ports)
+from .path import (Endpoint, Expectation, Iface, expected_next, interfaces, is_bridge_port, lookup, path_namespaces,
+                   resolve, vxlan_ports)
 from .path import local_addresses as path_local
 from .probe import Probe, send, source_address
 from .sniff import PACKET_OTHERHOST, Frame, Sniffer, kernel_order
@@ -133,6 +133,31 @@ class TraceResult:
 
 # ---- ordering and shaping (pure) ---------------------------------------------------------------
 
+def _received_flood_copies(hops: list[Hop], ifs: dict[tuple[str, str], Iface]) -> None:
+    """Mark the copies a host received only because a bridge flooded them: PACKET_OTHERHOST (not
+    its MAC) on an interface that is not itself a bridge port, with nothing following in that
+    namespace (the host's stack dropped it)."""
+    for i, h in enumerate(hops):
+        f = h.frame
+        if f.direction == "in" and f.pkttype == PACKET_OTHERHOST and not is_bridge_port(ifs, f.ns, f.iface):
+            if not any(o.frame.ns == f.ns for o in hops[i + 1:]):
+                h.side = True
+
+
+def _transmit_went_nowhere(h: Hop, hops: list[Hop], main: list[Hop], ifs: dict[tuple[str, str], Iface],
+                           captured_ns: set[str]) -> bool:
+    """A veth transmit is a flood copy if every receive on its peer is one, or if its peer is in a
+    namespace that is not captured while the packet went on elsewhere (it is not the last hop)."""
+    me = ifs.get((h.frame.ns, h.frame.iface))
+    if me is None or me.peer is None:
+        return False
+    pns, pname = me.peer
+    peer_rx = [o for o in hops if o.frame.ns == pns and o.frame.iface == pname and o.frame.direction == "in"]
+    if peer_rx:
+        return all(o.side for o in peer_rx)
+    return pns not in captured_ns and bool(main) and h is not main[-1]
+
+
 def mark_side(plan: Plan, hops: list[Hop], captured_ns: set[str]) -> None:
     """Flood copies: a bridge that has not learnt a MAC yet sends the frame out of every port.
 
@@ -142,24 +167,10 @@ def mark_side(plan: Plan, hops: list[Hop], captured_ns: set[str]) -> None:
     the packet was seen again afterwards elsewhere.
     """
     ifs = interfaces(plan)
-    for i, h in enumerate(hops):
-        f = h.frame
-        if f.direction == "in" and f.pkttype == PACKET_OTHERHOST and not is_bridge_port(ifs, f.ns, f.iface):
-            if not any(o.frame.ns == f.ns for o in hops[i + 1:]):
-                h.side = True
+    _received_flood_copies(hops, ifs)
     main = [h for h in hops if not h.side]
     for h in hops:
-        f = h.frame
-        if h.side or f.direction != "out":
-            continue
-        me = ifs.get((f.ns, f.iface))
-        if me is None or me.peer is None:
-            continue
-        pns, pname = me.peer
-        peer_rx = [o for o in hops if o.frame.ns == pns and o.frame.iface == pname and o.frame.direction == "in"]
-        if peer_rx and all(o.side for o in peer_rx):
-            h.side = True
-        elif not peer_rx and pns not in captured_ns and main and h is not main[-1]:
+        if not h.side and h.frame.direction == "out" and _transmit_went_nowhere(h, hops, main, ifs, captured_ns):
             h.side = True
 
 
@@ -202,88 +213,92 @@ def _outer(d: Decoded) -> dict:
     return out
 
 
-def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int | None = None,
-        size: int | None = None, timeout: float = 1.0, linger: float = 0.03, state=None) -> TraceResult:
-    """Trace one probe through the lab ``plan`` describes. ``state`` (the lab's
-    :class:`~netlab.state.State`) adds daemon liveness to the evidence when the packet stops."""
-    t_start = time.monotonic()
-    src = resolve(plan, src_spec, "source")
-    dst = resolve(plan, dst_spec, "destination")
+def _check_request(plan: Plan, src: Endpoint, src_spec: str, proto: str, port: int | None) -> Netns:
+    """Refuse what cannot be traced before anything is sent: a source outside the lab (there is no
+    namespace to send from), a TCP or UDP probe without a destination port. Returns the source's
+    namespace."""
     if src.ns is None:
         raise NetlabError(f"the source {src_spec} is not in lab '{plan.lab}'", "trace from a pod or node of the lab")
     if proto in ("tcp", "udp") and port is None:
         raise NetlabError(f"a {proto} probe needs a destination port", "add --port N (e.g. --port 80)")
-    if size is None:
-        size = 0 if proto == "tcp" else 56
-    nss = path_namespaces(plan, src, dst)
-    host_of = {n.name: n.host for n in plan.namespaces}
-    result = TraceResult(plan.lab, src, dst, None, [n.host for n in nss])
+    return src.ns
 
-    addr, err = source_address(src.ns.name, dst.addr)
-    if addr is None:
-        result.stop = Stop("request", f"the source has no route to {dst.addr} ({err})", None,
-                           Expectation(f"a route to {dst.addr} in {src.ns.host}", src.ns.name, None, "out", "route"),
-                           [evidence.route_get(src.ns.name, dst.addr)])
-        result.elapsed = time.monotonic() - t_start
-        return result
-    probe = Probe(proto, addr, dst.addr, port, size)
-    result.probe = probe
-    program = bpf.for_expr(probe.bpf())
-    pending = evidence.Pending(plan, [n.name for n in nss])
-    vports = vxlan_ports(plan)
-    frames: list[Frame] = []
-    decoded: dict[int, Decoded] = {}
-    kinds: dict[int, str] = {}
-    cache: dict[tuple[bytes, bool], Decoded] = {}  # the same bytes are seen at both ends of a veth
-    with Sniffer({n.name: (n.host, None) for n in nss}, program=program) as sniffer:
-        before = pending.result()
-        refused = send(src.ns.name, probe)
-        if refused is None:
-            deadline = time.monotonic() + timeout
-            done_at: float | None = None
-            while True:
-                now = time.monotonic()
-                end = deadline if done_at is None else min(deadline, done_at)
-                if now >= end:
-                    break
-                for f in sniffer.poll_once(end - now):
-                    d = cache.get((f.data, f.ethernet))
-                    if d is None:
-                        d = cache[(f.data, f.ethernet)] = decode(f.data, f.ethernet, vports)
-                    kind = probe.classify(d)
-                    if kind is None:
-                        continue
-                    frames.append(f)
-                    decoded[id(f)] = d
-                    kinds[id(f)] = kind
-                    if kind != "request" and f.ns == src.ns.name and f.direction == "in" and done_at is None:
-                        done_at = time.monotonic() + linger
-    if refused is not None:
-        route = evidence.route_get(src.ns.name, dst.addr)
-        ev = [route]
-        if "EMSGSIZE" in refused:
-            m = re.search(r" dev (\S+)", route)
-            dev = m.group(1) if m else None
-            mtu = evidence.link_mtu(src.ns.name, dev) if dev else None
-            ev.append(f"the probe is {probe.length} bytes with DF set"
-                      + (f"; {src.ns.host}:{dev} has MTU {mtu}: use --size {mtu - (probe.length - probe.size)} or less"
-                         if mtu else ": larger than the MTU of the route's device"))
-        result.stop = Stop("request", f"the kernel in {src.ns.host} refused to send the {probe.length}-byte probe ({refused})",
-                           None, Expectation(f"leave {src.ns.host}", src.ns.name, None, "out", "route"), ev)
-        result.elapsed = time.monotonic() - t_start
-        return result
 
-    # legs: the request, then each distinct answer, in order of first sighting
-    t0 = min((f.ts_ns for f in frames), default=0)
+def _no_route(src: Netns, dst: Endpoint, err: str | None) -> Stop:
+    """The source's kernel has no source address towards the destination: no route, so the stop is
+    at the source, before any packet exists."""
+    return Stop("request", f"the source has no route to {dst.addr} ({err})", None,
+                Expectation(f"a route to {dst.addr} in {src.host}", src.name, None, "out", "route"),
+                [evidence.route_get(src.name, dst.addr)])
+
+
+def _refused(src: Netns, dst: Endpoint, probe: Probe, refused: str) -> Stop:
+    """The source's kernel refused to send the probe. For EMSGSIZE (DF set and larger than the
+    route's device MTU) the evidence names the device, its MTU and the largest --size that fits."""
+    route = evidence.route_get(src.name, dst.addr)
+    ev = [route]
+    if "EMSGSIZE" in refused:
+        m = re.search(r" dev (\S+)", route)
+        dev = m.group(1) if m else None
+        mtu = evidence.link_mtu(src.name, dev) if dev else None
+        ev.append(f"the probe is {probe.length} bytes with DF set"
+                  + (f"; {src.host}:{dev} has MTU {mtu}: use --size {mtu - (probe.length - probe.size)} or less"
+                     if mtu else ": larger than the MTU of the route's device"))
+    return Stop("request", f"the kernel in {src.host} refused to send the {probe.length}-byte probe ({refused})",
+                None, Expectation(f"leave {src.host}", src.name, None, "out", "route"), ev)
+
+
+@dataclass
+class _Sightings:
+    """What the sockets caught that is about the probe: the frames, each one's decode and its leg
+    kind (request, reply, error), keyed by ``id(frame)``."""
+
+    frames: list[Frame] = field(default_factory=list)
+    decoded: dict[int, Decoded] = field(default_factory=dict)
+    kinds: dict[int, str] = field(default_factory=dict)
+
+
+def _catch(sniffer: Sniffer, probe: Probe, src_ns: str, timeout: float, linger: float, vports: set[int]) -> _Sightings:
+    """Read the sockets until the timeout, or until ``linger`` seconds after the first answer
+    arrives back in the source namespace (stragglers on other hops are still caught). Frames are
+    decoded once per distinct bytes (both ends of a veth see the same) and kept if they concern
+    the probe."""
+    seen = _Sightings()
+    cache: dict[tuple[bytes, bool], Decoded] = {}
+    deadline = time.monotonic() + timeout
+    done_at: float | None = None
+    while True:
+        now = time.monotonic()
+        end = deadline if done_at is None else min(deadline, done_at)
+        if now >= end:
+            break
+        for f in sniffer.poll_once(end - now):
+            d = cache.get((f.data, f.ethernet))
+            if d is None:
+                d = cache[(f.data, f.ethernet)] = decode(f.data, f.ethernet, vports)
+            kind = probe.classify(d)
+            if kind is None:
+                continue
+            seen.frames.append(f)
+            seen.decoded[id(f)] = d
+            seen.kinds[id(f)] = kind
+            if kind != "request" and f.ns == src_ns and f.direction == "in" and done_at is None:
+                done_at = time.monotonic() + linger
+    return seen
+
+
+def _add_legs(plan: Plan, result: TraceResult, seen: _Sightings, captured_ns: set[str]) -> None:
+    """Split the sightings into legs (the request, then each distinct answer by its IP id, in order
+    of first sighting), shape each leg into hops and number the hops across legs."""
+    t0 = min((f.ts_ns for f in seen.frames), default=0)
     groups: dict[tuple, list[Frame]] = {}
-    for f in sorted(frames, key=lambda f: f.ts_ns):
-        groups.setdefault(_leg_key(kinds[id(f)], decoded[id(f)]), []).append(f)
+    for f in sorted(seen.frames, key=lambda f: f.ts_ns):
+        groups.setdefault(_leg_key(seen.kinds[id(f)], seen.decoded[id(f)]), []).append(f)
     order = sorted(groups, key=lambda k: (k[0] != "request", min(f.ts_ns for f in groups[k])))
-    captured_ns = {n.name for n in nss}
     n = 0
     for key in order:
         kind = key[0]
-        main, side = shape_leg(plan, kind, groups[key], decoded, captured_ns, t0)
+        main, side = shape_leg(plan, kind, groups[key], seen.decoded, captured_ns, t0)
         for h in main:
             n += 1
             h.n = n
@@ -291,82 +306,146 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         result.side.extend(side)
         result.legs.append(kind)
 
-    result.complete, result.stop = _verdict(plan, result, src, nss, host_of, before, state)
-    if probe.dst in path_local(plan, src.ns.name):
-        result.notes.append(f"{probe.dst} is {src.ns.host}'s own address: the kernel delivers it over lo and it never "
-                            f"leaves {src.ns.host}")
+
+def _closed_port_note(result: TraceResult, proto: str, port: int | None) -> str | None:
+    """An answer that proves the path and only says nothing listens: ICMP port unreachable (UDP)
+    or a TCP reset from the destination."""
     for h in result.hops:
         icmp = next((ly for ly in h.decoded.layers if ly.name == "ICMP" and not ly.quoted), None)
         if h.leg == "error" and icmp is not None and icmp.fields.get("type") == 3 and icmp.fields.get("code") == 3:
-            result.notes.append(f"the destination answered {icmp.text.split(' ', 2)[-1]}: the path works, "
-                                f"nothing listens on {proto} {port}")
-            break
+            return (f"the destination answered {icmp.text.split(' ', 2)[-1]}: the path works, "
+                    f"nothing listens on {proto} {port}")
         tcp = next((ly for ly in h.decoded.layers if ly.name == "TCP" and not ly.quoted), None)
         if h.leg == "reply" and tcp is not None and "R" in tcp.fields["flags"]:
-            result.notes.append(f"the destination answered with a reset: the path works, nothing listens on tcp {port}")
-            break
+            return f"the destination answered with a reset: the path works, nothing listens on tcp {port}"
+    return None
+
+
+def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int | None = None,
+        size: int | None = None, timeout: float = 1.0, linger: float = 0.03, state=None) -> TraceResult:
+    """Trace one probe through the lab ``plan`` describes. ``state`` (the lab's
+    :class:`~netlab.state.State`) adds daemon liveness to the evidence when the packet stops."""
+    t_start = time.monotonic()
+    src = resolve(plan, src_spec, "source")
+    dst = resolve(plan, dst_spec, "destination")
+    src_ns = _check_request(plan, src, src_spec, proto, port)
+    if size is None:
+        size = 0 if proto == "tcp" else 56
+    nss = path_namespaces(plan, src, dst)
+    host_of = {n.name: n.host for n in plan.namespaces}
+    result = TraceResult(plan.lab, src, dst, None, [n.host for n in nss])
+
+    addr, err = source_address(src_ns.name, dst.addr)
+    if addr is None:
+        result.stop = _no_route(src_ns, dst, err)
+        result.elapsed = time.monotonic() - t_start
+        return result
+    probe = Probe(proto, addr, dst.addr, port, size)
+    result.probe = probe
+    program = bpf.for_expr(probe.bpf())
+    pending = evidence.Pending(plan, [n.name for n in nss])
+    vports = vxlan_ports(plan)
+    seen = _Sightings()
+    with Sniffer({n.name: (n.host, None) for n in nss}, program=program) as sniffer:
+        before = pending.result()
+        refused = send(src_ns.name, probe)
+        if refused is None:
+            seen = _catch(sniffer, probe, src_ns.name, timeout, linger, vports)
+    if refused is not None:
+        result.stop = _refused(src_ns, dst, probe, refused)
+        result.elapsed = time.monotonic() - t_start
+        return result
+
+    _add_legs(plan, result, seen, {n.name for n in nss})
+    result.complete, result.stop = _verdict(plan, result, src, nss, host_of, before, state)
+    if probe.dst in path_local(plan, src_ns.name):
+        result.notes.append(f"{probe.dst} is {src_ns.host}'s own address: the kernel delivers it over lo and it never "
+                            f"leaves {src_ns.host}")
+    note = _closed_port_note(result, proto, port)
+    if note is not None:
+        result.notes.append(note)
     result.elapsed = time.monotonic() - t_start
     return result
 
 
-def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], host_of: dict[str, str],
-             before: dict[str, evidence.Counters], state=None) -> tuple[bool, Stop | None]:
-    if src.ns is None:  # run() refuses a source outside the lab before sending anything
-        raise ValueError(f"the trace's source {src.spec} is not in the lab")
-    req = result.leg_hops("request")
-    answers = [h for h in result.hops if h.leg != "request"]
-    back = [h for h in answers if h.frame.ns == src.ns.name and h.frame.direction == "in"]
-    by_name = {n.name: n for n in plan.namespaces}
-    if answers and back:
-        err = next((h for h in answers if h.leg == "error"), None)
-        if err is None:
-            return True, None
-        first = [h for h in answers if h.leg == "error"][0]
-        icmp = next((ly for ly in first.decoded.layers if ly.name == "ICMP" and not ly.quoted), None)
-        origin = _outer(first.decoded).get("src")
-        dst_reached = origin == result.dst.addr or (result.probe and origin == result.probe.dst)
-        reason = f"{icmp.text if icmp else 'an ICMP error'} from {origin} (first seen on {first.where})"
-        if dst_reached and icmp and icmp.fields.get("code") == 3:
-            return True, None  # the destination answered "port closed": the path works
-        ns = by_name.get(first.frame.ns)
-        exp = None
-        if req:
-            lf, o = req[-1].frame, _outer(req[-1].decoded)
-            exp = expected_next(plan, host_of, lf.ns, lf.iface, lf.direction, o.get("dst"), o.get("dst_mac"),
-                                o.get("dport") if o.get("l4", ("",))[0] == "udp" else None, o.get("l4"))
-        ev = [f"{ns.host}: {line}" for line in evidence.collect(
-            plan, ns, before.get(ns.name), first.frame.iface, first.frame.direction, None,
-            result.probe.dst if result.probe else None, state=state)] if ns else []
-        return False, Stop("request", reason, req[-1] if req else None, exp, ev)
-    if not req:
-        ns = src.ns
-        return False, Stop("request", f"the probe was never seen leaving {ns.host}", None,
-                           Expectation(f"leave {ns.host} by its route to {result.dst.addr}", ns.name, None, "out", "route"),
-                           evidence.collect(plan, ns, before.get(ns.name), None, None,
-                                            result.probe.src if result.probe else None, result.dst.addr, state=state))
-    leg = "request" if not answers else answers[-1].leg
-    last = req[-1] if not answers else answers[-1]
+def _expect_after(plan: Plan, host_of: dict[str, str], hop: Hop) -> Expectation:
+    """What the plan expects after ``hop``, asked with the sighting's outermost addresses (the ones
+    the device there acts on; the UDP port only for UDP, where it may name a tunnel)."""
+    f, o = hop.frame, _outer(hop.decoded)
+    udp_dport = o.get("dport") if o.get("l4", ("",))[0] == "udp" else None
+    return expected_next(plan, host_of, f.ns, f.iface, f.direction, o.get("dst"), o.get("dst_mac"), udp_dport,
+                         o.get("l4"))
+
+
+def _icmp_error_verdict(plan: Plan, result: TraceResult, host_of: dict[str, str], req: list[Hop],
+                        errors: list[Hop], by_name: dict[str, Netns], before: dict[str, evidence.Counters],
+                        state=None) -> tuple[bool, Stop | None]:
+    """An ICMP error came back. "Port unreachable" from the destination itself proves the path
+    works; any other error stops the request where the router that sent it saw it: the stop names
+    the request's last hop and the evidence of the namespace the error came from."""
+    first = errors[0]
+    icmp = next((ly for ly in first.decoded.layers if ly.name == "ICMP" and not ly.quoted), None)
+    origin = _outer(first.decoded).get("src")
+    dst_reached = origin == result.dst.addr or (result.probe and origin == result.probe.dst)
+    reason = f"{icmp.text if icmp else 'an ICMP error'} from {origin} (first seen on {first.where})"
+    if dst_reached and icmp and icmp.fields.get("code") == 3:
+        return True, None  # the destination answered "port closed": the path works
+    ns = by_name.get(first.frame.ns)
+    exp = _expect_after(plan, host_of, req[-1]) if req else None
+    ev = [f"{ns.host}: {line}" for line in evidence.collect(
+        plan, ns, before.get(ns.name), first.frame.iface, first.frame.direction, None,
+        result.probe.dst if result.probe else None, state=state)] if ns else []
+    return False, Stop("request", reason, req[-1] if req else None, exp, ev)
+
+
+def _never_left(plan: Plan, result: TraceResult, ns: Netns, before: dict[str, evidence.Counters],
+                state=None) -> Stop:
+    """The probe was sent but not seen on any interface: the source's own routing or filtering
+    kept it, so the evidence is the source namespace's."""
+    return Stop("request", f"the probe was never seen leaving {ns.host}", None,
+                Expectation(f"leave {ns.host} by its route to {result.dst.addr}", ns.name, None, "out", "route"),
+                evidence.collect(plan, ns, before.get(ns.name), None, None,
+                                 result.probe.src if result.probe else None, result.dst.addr, state=state))
+
+
+def _stop_reason(exp: Expectation, leg: str, last: Hop, src_host: str) -> str:
+    """The stop in words: a request that was delivered (or was to be DNATed) but not answered,
+    a request that went no further, or an answer that did not make it back."""
+    f = last.frame
+    if leg != "request":
+        return f"the answer was last seen on {last.where} ({f.direction}) and never reached {src_host}"
+    if exp.kind == "dnat":
+        return f"the probe reached {f.host}, was to be DNATed, and went no further"
+    if exp.kind == "local":
+        return f"the probe reached {f.host} but no answer was seen"
+    return f"the probe was last seen on {last.where} ({f.direction}) and went no further"
+
+
+def _next_neighbour(plan: Plan, f: Frame, dst: str | None, exp: Expectation) -> tuple[str | None, str | None]:
+    """(next hop, device) whose neighbour entry is evidence when a route was to forward the packet:
+    the route's gateway, else the destination itself (on-link); none on a NOARP device (TUN,
+    IPIP), which has no neighbours to resolve."""
+    if exp.kind != "route" or not exp.iface:
+        return None, None
+    r = lookup(plan, f.ns, dst) if dst else None
+    next_hop = (r.via or dst) if r else None
+    me = interfaces(plan).get((f.ns, exp.iface))
+    if me is not None and me.kind in ("tun", "ipip"):
+        next_hop = None
+    return next_hop, exp.iface
+
+
+def _lost_verdict(plan: Plan, result: TraceResult, src: Netns, host_of: dict[str, str], last: Hop, leg: str,
+                  by_name: dict[str, Netns], before: dict[str, evidence.Counters], state=None) -> Stop:
+    """The packet vanished after ``last``: what the plan expected next there, and the kernel's
+    evidence in the namespace it was last seen in (its route, neighbour, counters) and in the one
+    it was expected in next."""
     f = last.frame
     o = _outer(last.decoded)
-    exp = expected_next(plan, host_of, f.ns, f.iface, f.direction, o.get("dst"), o.get("dst_mac"),
-                        o.get("dport") if "l4" in o and o["l4"][0] == "udp" else None, o.get("l4"))
-    if exp.kind == "local" and leg == "request":
-        reason = f"the probe reached {f.host} but no answer was seen"
-    elif leg == "request":
-        reason = f"the probe was last seen on {last.where} ({f.direction}) and went no further"
-    else:
-        reason = f"the answer was last seen on {last.where} ({f.direction}) and never reached {src.ns.host}"
+    exp = _expect_after(plan, host_of, last)
+    reason = _stop_reason(exp, leg, last, src.host)
+    next_hop, next_dev = _next_neighbour(plan, f, o.get("dst"), exp)
     ev = []
-    next_hop = next_dev = None
-    if exp.kind == "dnat" and leg == "request":
-        reason = f"the probe reached {f.host}, was to be DNATed, and went no further"
-    if exp.kind == "route" and exp.iface:
-        from .path import lookup
-        r = lookup(plan, f.ns, o["dst"]) if o.get("dst") else None
-        next_hop, next_dev = (r.via or o.get("dst")) if r else None, exp.iface
-        if interfaces(plan).get((f.ns, exp.iface), None) is not None and \
-                interfaces(plan)[(f.ns, exp.iface)].kind in ("tun", "ipip"):
-            next_hop = None  # NOARP devices have no neighbours to resolve
     ns = by_name.get(f.ns)
     if ns is not None:
         ev += [f"{ns.host}: {line}" for line in evidence.collect(plan, ns, before.get(ns.name), f.iface, f.direction,
@@ -376,4 +455,25 @@ def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], h
         other = by_name[exp.ns]
         ev += [f"{other.host}: {line}" for line in evidence.collect(plan, other, before.get(other.name), None, None,
                                                                     None, None, state=state)]
-    return False, Stop(leg, reason, last, exp, ev)
+    return Stop(leg, reason, last, exp, ev)
+
+
+def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], host_of: dict[str, str],
+             before: dict[str, evidence.Counters], state=None) -> tuple[bool, Stop | None]:
+    """Did the probe make it (an answer back in the source namespace), and if not, where it stopped."""
+    if src.ns is None:  # run() refuses a source outside the lab before sending anything
+        raise ValueError(f"the trace's source {src.spec} is not in the lab")
+    req = result.leg_hops("request")
+    answers = [h for h in result.hops if h.leg != "request"]
+    back = [h for h in answers if h.frame.ns == src.ns.name and h.frame.direction == "in"]
+    by_name = {n.name: n for n in plan.namespaces}
+    if answers and back:
+        errors = [h for h in answers if h.leg == "error"]
+        if not errors:
+            return True, None
+        return _icmp_error_verdict(plan, result, host_of, req, errors, by_name, before, state)
+    if not req:
+        return False, _never_left(plan, result, src.ns, before, state)
+    if answers:
+        return False, _lost_verdict(plan, result, src.ns, host_of, answers[-1], answers[-1].leg, by_name, before, state)
+    return False, _lost_verdict(plan, result, src.ns, host_of, req[-1], "request", by_name, before, state)
