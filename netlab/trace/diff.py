@@ -21,6 +21,7 @@ encapsulation and say nothing a learner needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 from .decode import Decoded, Layer
 
@@ -83,48 +84,82 @@ def _ip_changes(old_ip: Layer, new_ip: Layer, old_l4: Layer | None, new_l4: Laye
     return out
 
 
+def _encap_changes(removed: list[Layer], added: list[Layer]) -> list[Change]:
+    """Outer headers only one side has: removed ones were decapsulated (a VTEP, a TUN's missing
+    Ethernet header), added ones encapsulated; both at once is a re-framing (VXLAN into a TUN)."""
+    out: list[Change] = []
+    if removed:
+        out.append(Change("encap-removed", "removed " + "/".join(ly.name for ly in removed),
+                          {"layers": [ly.name for ly in removed]}))
+    if added:
+        out.append(Change("encap-added", "added " + " / ".join(ly.text for ly in added),
+                          new={"layers": [ly.name for ly in added]}))
+    return out
+
+
+class _Aligned(NamedTuple):
+    """Where a pair of aligned headers sits: the header after each (the ports an IP rewrite may
+    include), whether anything wraps it (an inner header), and the leg's direction."""
+
+    nxt_a: Layer | None
+    nxt_b: Layer | None
+    inner: bool
+    reply: bool
+
+
+def _ether_changes(la: Layer, lb: Layer, at: _Aligned) -> list[Change]:
+    """A MAC rewrite: each routing step (a router, a node, the VTEP re-framing) sets new MACs."""
+    fa, fb = la.fields, lb.fields
+    if fa["src"] == fb["src"] and fa["dst"] == fb["dst"]:
+        return []
+    parts = []
+    if fa["src"] != fb["src"]:
+        parts.append(f"src {fa['src']} -> {fb['src']}")
+    if fa["dst"] != fb["dst"]:
+        parts.append(f"dst {fa['dst']} -> {fb['dst']}")
+    return [Change("mac-rewrite", "MAC rewrite " + ", ".join(parts),
+                   {"src": fa["src"], "dst": fa["dst"]}, {"src": fb["src"], "dst": fb["dst"]})]
+
+
+def _ip_header_changes(la: Layer, lb: Layer, at: _Aligned) -> list[Change]:
+    """TTL and address/port rewrites of an IP header (with its TCP/UDP ports)."""
+    return _ip_changes(la, lb, at.nxt_a, at.nxt_b, at.reply, at.inner)
+
+
+def _icmp_id_changes(la: Layer, lb: Layer, at: _Aligned) -> list[Change]:
+    """A NATed ping: conntrack rewrites the ICMP query id as it would a source port."""
+    if "id" not in la.fields or la.fields.get("id") == lb.fields.get("id"):
+        return []
+    return [Change("snat" if not at.reply else "unsnat",
+                   f"ICMP id {la.fields['id']} -> {lb.fields['id']} (NAT of the query id)",
+                   {"id": la.fields["id"]}, {"id": lb.fields["id"]})]
+
+
+def _vni_changes(la: Layer, lb: Layer, at: _Aligned) -> list[Change]:
+    """A VXLAN header whose VNI differs between hops (a re-encapsulation into another segment)."""
+    if la.fields["vni"] == lb.fields["vni"]:
+        return []
+    return [Change("other", f"VNI {la.fields['vni']} -> {lb.fields['vni']}")]
+
+
+_COMPARE: dict[str, Callable[[Layer, Layer, _Aligned], list[Change]]] = {
+    "Ether": _ether_changes, "IP": _ip_header_changes, "ICMP": _icmp_id_changes, "VXLAN": _vni_changes,
+}
+
+
 def diff(old: Decoded, new: Decoded, reply: bool = False) -> list[Change]:
     """Changes from ``old`` to ``new`` (the same packet seen at consecutive hops)."""
     a, b = old.layers, new.layers
-    an, bn = _names(a), _names(b)
-    tail = _common_tail(an, bn)
-    out: list[Change] = []
-    added, removed = b[: len(b) - tail], a[: len(a) - tail]
-    if removed and added:
-        out.append(Change("encap-removed", "removed " + "/".join(ly.name for ly in removed),
-                          {"layers": [ly.name for ly in removed]}))
-        out.append(Change("encap-added", "added " + " / ".join(ly.text for ly in added),
-                          new={"layers": [ly.name for ly in added]}))
-    elif added:
-        out.append(Change("encap-added", "added " + " / ".join(ly.text for ly in added),
-                          new={"layers": [ly.name for ly in added]}))
-    elif removed:
-        out.append(Change("encap-removed", "removed " + "/".join(ly.name for ly in removed),
-                          {"layers": [ly.name for ly in removed]}))
+    tail = _common_tail(_names(a), _names(b))
+    out = _encap_changes(a[: len(a) - tail], b[: len(b) - tail])
     # Compare the aligned tail. The outermost IP of the tail is "inner" if anything wraps it.
     ta, tb = a[len(a) - tail:], b[len(b) - tail:]
     for i, (la, lb) in enumerate(zip(ta, tb, strict=True)):
-        if la.quoted:
+        compare = _COMPARE.get(la.name)
+        if la.quoted or compare is None:
             continue
-        if la.name == "Ether":
-            fa, fb = la.fields, lb.fields
-            if fa["src"] != fb["src"] or fa["dst"] != fb["dst"]:
-                parts = []
-                if fa["src"] != fb["src"]:
-                    parts.append(f"src {fa['src']} -> {fb['src']}")
-                if fa["dst"] != fb["dst"]:
-                    parts.append(f"dst {fa['dst']} -> {fb['dst']}")
-                out.append(Change("mac-rewrite", "MAC rewrite " + ", ".join(parts),
-                                  {"src": fa["src"], "dst": fa["dst"]}, {"src": fb["src"], "dst": fb["dst"]}))
-        elif la.name == "IP":
-            nxt_a = ta[i + 1] if i + 1 < len(ta) else None
-            nxt_b = tb[i + 1] if i + 1 < len(tb) else None
-            inner = (len(b) - tail + i) > 0 and any(ly.name == "IP" for ly in b[: len(b) - tail + i])
-            out.extend(_ip_changes(la, lb, nxt_a, nxt_b, reply, inner))
-        elif la.name == "ICMP" and la.fields.get("id") != lb.fields.get("id") and "id" in la.fields:
-            out.append(Change("snat" if not reply else "unsnat",
-                              f"ICMP id {la.fields['id']} -> {lb.fields['id']} (NAT of the query id)",
-                              {"id": la.fields["id"]}, {"id": lb.fields["id"]}))
-        elif la.name == "VXLAN" and la.fields["vni"] != lb.fields["vni"]:
-            out.append(Change("other", f"VNI {la.fields['vni']} -> {lb.fields['vni']}"))
+        nxt_a = ta[i + 1] if i + 1 < len(ta) else None
+        nxt_b = tb[i + 1] if i + 1 < len(tb) else None
+        inner = (len(b) - tail + i) > 0 and any(ly.name == "IP" for ly in b[: len(b) - tail + i])
+        out.extend(compare(la, lb, _Aligned(nxt_a, nxt_b, inner, reply)))
     return out
