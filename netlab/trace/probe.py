@@ -32,12 +32,13 @@ import errno
 import random
 import socket
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Raw
 
 from ..kernel import netns
-from .decode import ICMP_ERRORS, Decoded
+from .decode import ICMP_ERRORS, Decoded, Layer
 
 PROTOS = ("icmp", "tcp", "udp")
 IPPROTO = {"icmp": 1, "tcp": 6, "udp": 17}
@@ -131,22 +132,40 @@ class Probe:
         if l4 is None:
             return None
         if l4.name == "ICMP" and l4.fields.get("type") in ICMP_ERRORS:
-            q = next((ly for ly in d.layers[i + 2:] if ly.quoted and ly.name == "IP"), None)
-            return "error" if q is not None and q.fields.get("id") == self.ip_id else None
-        if ip.fields.get("id") == self.ip_id and ip.fields.get("proto") == IPPROTO[self.proto]:
-            if self.proto == "tcp" and l4.name == "TCP" and l4.fields.get("seq") == self.isn and "S" in l4.fields["flags"] \
-                    and "A" not in l4.fields["flags"]:
-                return "request"
-            if self.proto != "tcp":
-                return "request"
-        if self.proto == "tcp" and l4.name == "TCP" and l4.fields.get("ack") == (self.isn + 1) & 0xFFFFFFFF \
-                and "A" in l4.fields["flags"]:
-            return "reply"
-        if self.proto == "icmp" and l4.name == "ICMP" and l4.fields.get("type") == 0:
-            return "reply"
-        if self.proto == "udp" and l4.name == "UDP" and ip.fields.get("id") != self.ip_id:
-            return "reply"
-        return None
+            return "error" if self._quotes_the_probe(d.layers[i + 2:]) else None
+        if self._is_request(ip, l4):
+            return "request"
+        return "reply" if self._REPLY[self.proto](self, ip, l4) else None
+
+    def _quotes_the_probe(self, after: list[Layer]) -> bool:
+        """An ICMP error is about the probe if the IP header it quotes carries the probe's IP id."""
+        q = next((ly for ly in after if ly.quoted and ly.name == "IP"), None)
+        return q is not None and q.fields.get("id") == self.ip_id
+
+    def _is_request(self, ip: Layer, l4: Layer) -> bool:
+        """The probe itself: its IP id and protocol; for TCP also its SYN (no ACK) with the ISN,
+        since a SYN-ACK may reuse the id."""
+        if ip.fields.get("id") != self.ip_id or ip.fields.get("proto") != IPPROTO[self.proto]:
+            return False
+        if self.proto != "tcp":
+            return True
+        return (l4.name == "TCP" and l4.fields.get("seq") == self.isn and "S" in l4.fields["flags"]
+                and "A" not in l4.fields["flags"])
+
+    def _tcp_reply(self, ip: Layer, l4: Layer) -> bool:
+        """A TCP answer (SYN-ACK or RST-ACK) acknowledges the probe's ISN + 1."""
+        return l4.name == "TCP" and l4.fields.get("ack") == (self.isn + 1) & 0xFFFFFFFF and "A" in l4.fields["flags"]
+
+    def _icmp_reply(self, ip: Layer, l4: Layer) -> bool:
+        """An echo reply (the BPF filter already matched its payload's magic)."""
+        return l4.name == "ICMP" and l4.fields.get("type") == 0
+
+    def _udp_reply(self, ip: Layer, l4: Layer) -> bool:
+        """A UDP datagram that matched the filter but is not the probe itself (another IP id)."""
+        return l4.name == "UDP" and ip.fields.get("id") != self.ip_id
+
+    _REPLY: ClassVar[dict[str, Callable[[Probe, Layer, Layer], bool]]] = {
+        "tcp": _tcp_reply, "icmp": _icmp_reply, "udp": _udp_reply}
 
     def as_dict(self) -> dict:
         d = {"proto": self.proto, "src": self.src, "dst": self.dst, "size": self.size, "length": self.length,
