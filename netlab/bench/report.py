@@ -98,18 +98,21 @@ def _reference(rows: list[Row], me: Row, key: str) -> Row | None:
     return cands[0] if cands else None
 
 
-def analyse(targets: list[dict], samples: list[dict], tests: list[str], offloads: list[str]) -> Analysis:
-    """Summaries, ratios to the underlay and to the raw veth, claims and verdicts.
-
-    ``targets`` are :meth:`Target.as_dict` documents and ``samples`` :meth:`Sample.as_dict`
-    documents (only ``target``, ``test``, ``offload``, ``round``, ``value``, ``unit``, ``error``
-    and ``mss`` are read), so a saved JSON file can be analysed again.
-    """
-    an = Analysis()
+def _first_mss(samples: list[dict]) -> dict[str, int]:
+    """The TCP MSS iperf3 reported per target (its first run that has one): what the overlay's
+    header overhead leaves of the MTU, beside the underlay's, for the MSS-loss part of a verdict."""
     mss_of: dict[str, int] = {}
     for s in samples:
         if s.get("mss") and s["target"] not in mss_of:
             mss_of[s["target"]] = s["mss"]
+    return mss_of
+
+
+def _summary_rows(targets: list[dict], samples: list[dict], tests: list[str], offloads: list[str],
+                  mss_of: dict[str, int]) -> list[Row]:
+    """One row per (offload, test, target) that has samples: its runs in round order, their
+    min/median/max summary, the failures, and the drift from the first to the last round."""
+    rows = []
     for off in offloads:
         for test in tests:
             for t in targets:
@@ -118,14 +121,25 @@ def analyse(targets: list[dict], samples: list[dict], tests: list[str], offloads
                 if not mine:
                     continue
                 values = [s["value"] for s in mine]
-                an.rows.append(Row(t["id"], t["kind"], t.get("lab"), t.get("datapath"), test, off, mine[0]["unit"],
-                                   summarize(values), values, [s["error"] for s in mine if s.get("error")],
-                                   mtu=t.get("mtu"), mss=mss_of.get(t["id"]), claim=t.get("claim"),
-                                   drift=drift(values)))
+                rows.append(Row(t["id"], t["kind"], t.get("lab"), t.get("datapath"), test, off, mine[0]["unit"],
+                                summarize(values), values, [s["error"] for s in mine if s.get("error")],
+                                mtu=t.get("mtu"), mss=mss_of.get(t["id"]), claim=t.get("claim"),
+                                drift=drift(values)))
+    return rows
+
+
+def _add_ratios(an: Analysis) -> None:
+    """Each row against the bare underlay and against one veth pair, same test and offload: the
+    cost of the datapath over the wire, and over the namespaces' own veth hop."""
     for r in an.rows:
         base, raw = an.row(BASE, r.test, r.offload), an.row(RAW, r.test, r.offload)
         r.ratio = ratio(r.summary, base.summary if base else None)
         r.ratio_veth = ratio(r.summary, raw.summary if raw else None)
+
+
+def _add_verdicts(an: Analysis, mss_of: dict[str, int]) -> None:
+    """Each lab row's seed claim judged on its ratio; a relational claim against the reference
+    lab measured in the same run, TCP rows with both MSS values for the header-overhead reasoning."""
     for r in an.rows:
         if r.kind != "lab":
             continue
@@ -134,6 +148,12 @@ def analyse(targets: list[dict], samples: list[dict], tests: list[str], offloads
         ctx = Context(r.test, r.offload, r.mtu, r.mss if r.unit == "bit/s" else None,
                       mss_of.get(BASE) if r.unit == "bit/s" else None, ref.target if ref else None)
         r.verdict = verdict(claim, r.ratio, ctx, ref.ratio.value if ref and ref.ratio else None)
+
+
+def _explain_rows(an: Analysis) -> list[ExplainRow]:
+    """netlab's build of a lab against the same lab built by its own explain script
+    (``<lab>@explain``): below EXPLAIN_OK is flagged, softly if the spreads still overlap."""
+    out = []
     for r in an.rows:
         if r.kind != "lab":
             continue
@@ -144,7 +164,22 @@ def analyse(targets: list[dict], samples: list[dict], tests: list[str], offloads
         note = ""
         if q is not None and q.value < EXPLAIN_OK:
             note = "within the spread" if q.high >= EXPLAIN_OK else "slower than the explain build"
-        an.explain.append(ExplainRow(r.target, r.test, r.offload, r.summary, twin.summary, q, note))
+        out.append(ExplainRow(r.target, r.test, r.offload, r.summary, twin.summary, q, note))
+    return out
+
+
+def analyse(targets: list[dict], samples: list[dict], tests: list[str], offloads: list[str]) -> Analysis:
+    """Summaries, ratios to the underlay and to the raw veth, claims and verdicts.
+
+    ``targets`` are :meth:`Target.as_dict` documents and ``samples`` :meth:`Sample.as_dict`
+    documents (only ``target``, ``test``, ``offload``, ``round``, ``value``, ``unit``, ``error``
+    and ``mss`` are read), so a saved JSON file can be analysed again.
+    """
+    mss_of = _first_mss(samples)
+    an = Analysis(_summary_rows(targets, samples, tests, offloads, mss_of))
+    _add_ratios(an)
+    _add_verdicts(an, mss_of)
+    an.explain = _explain_rows(an)
     return an
 
 
@@ -212,68 +247,95 @@ def _ratio(r: Ratio | None) -> str:
     return "—" if r is None else f"{r.value:.2f}"
 
 
-def tables(out: Outcome, an: Analysis):
-    """rich renderables: one table per offload mode, the explain comparison, notes."""
-    from rich.table import Table
+_VERDICT_STYLE = {"holds": "green", "does not hold": "yellow", "inconclusive": "magenta"}
+
+_COLUMNS: tuple[tuple[str, dict[str, Any]], ...] = (  # Table.add_column's keyword arguments
+    ("lab", {}), ("MTU", {"justify": "right"}), ("MSS", {"justify": "right"}), ("test", {}),
+    ("min", {"justify": "right"}), ("median", {"justify": "right"}), ("max", {"justify": "right"}),
+    ("spread", {"justify": "right"}), ("×underlay", {"justify": "right"}),
+    ("×veth", {"justify": "right"}), ("seed claim", {}), ("verdict", {"overflow": "fold"}))
+
+
+def _verdict_cell(r: Row):
+    """The verdict column: the claim's verdict coloured by its status ("baseline" for the
+    baselines); a row whose runs all failed shows the first error, partial failures are counted."""
     from rich.text import Text
 
-    labels = {t.id: t.label for t in out.tests}
+    v = r.verdict
+    if v is None:
+        vtext = Text("baseline" if r.kind == "baseline" else "")
+    else:
+        vtext = Text(v.line, style=_VERDICT_STYLE.get(v.status, "dim"))
+    if r.errors and r.summary is None:
+        vtext = Text(f"failed: {r.errors[0]}", style="red")
+    elif r.errors:
+        vtext.append(f" ({len(r.errors)} of {len(r.values)} runs failed)", style="red")
+    return vtext
+
+
+def _offload_table(out: Outcome, an: Analysis, off: str, labels: dict[str, str]):
+    """One offload mode's table: a section per target (in the order they were measured, MTU and
+    MSS on its first line), a line per test with the rates, ratios, the seed's claim and verdict."""
+    from rich.table import Table
+
     units = {"bit/s": "bit/s", "pkt/s": "pkt/s"}
-    result = []
-    for off in out.settings.offloads:
-        tb = Table(title=f"netlab bench — offload {off}: receiver-side rates, min/median/max over "
-                         f"{out.settings.repeat} × {out.settings.duration} s; ratios to the underlay median",
-                   title_justify="left", show_lines=False, header_style="bold")
-        columns: tuple[tuple[str, dict[str, Any]], ...] = (
-            ("lab", {}), ("MTU", {"justify": "right"}), ("MSS", {"justify": "right"}), ("test", {}),
-            ("min", {"justify": "right"}), ("median", {"justify": "right"}), ("max", {"justify": "right"}),
-            ("spread", {"justify": "right"}), ("×underlay", {"justify": "right"}),
-            ("×veth", {"justify": "right"}), ("seed claim", {}), ("verdict", {"overflow": "fold"}))
-        for col, kw in columns:  # kw: Table.add_column's keyword arguments
-            tb.add_column(col, **kw)
-        last = None
-        order = {t.id: i for i, t in enumerate(out.targets)}
-        tests = {t.id: i for i, t in enumerate(out.tests)}
-        rows = sorted((x for x in an.rows if x.offload == off), key=lambda x: (order.get(x.target, 99), tests.get(x.test, 9)))
-        for r in rows:
-            first = r.target != last
-            if first and last is not None:
-                tb.add_section()
-            last = r.target
-            lo, med, hi = _fmt(r.summary, r.unit)
-            known = CLAIMS.get(r.claim) if r.claim and r.test == "tcp" else None
-            claim = known.text if known is not None else ""  # a claim key this version does not know: no text
-            v = r.verdict
-            if v is None:
-                vtext = Text("baseline" if r.kind == "baseline" else "")
-            else:
-                style = {"holds": "green", "does not hold": "yellow", "inconclusive": "magenta"}.get(v.status, "dim")
-                vtext = Text(v.line, style=style)
-            if r.errors and r.summary is None:
-                vtext = Text(f"failed: {r.errors[0]}", style="red")
-            elif r.errors:
-                vtext.append(f" ({len(r.errors)} of {len(r.values)} runs failed)", style="red")
-            name = r.target if first else ""
-            tb.add_row(name, str(r.mtu or "—") if first else "", str(r.mss or "—") if first else "",
-                       labels.get(r.test, r.test), lo, f"{med} {units[r.unit]}" if r.summary else med, hi,
-                       f"{r.summary.spread:.0%}" if r.summary else "—", _ratio(r.ratio), _ratio(r.ratio_veth),
-                       claim if r.kind == "lab" else "", vtext)
-        result.append(tb)
+    tb = Table(title=f"netlab bench — offload {off}: receiver-side rates, min/median/max over "
+                     f"{out.settings.repeat} × {out.settings.duration} s; ratios to the underlay median",
+               title_justify="left", show_lines=False, header_style="bold")
+    for col, kw in _COLUMNS:
+        tb.add_column(col, **kw)
+    last = None
+    order = {t.id: i for i, t in enumerate(out.targets)}
+    tests = {t.id: i for i, t in enumerate(out.tests)}
+    rows = sorted((x for x in an.rows if x.offload == off), key=lambda x: (order.get(x.target, 99), tests.get(x.test, 9)))
+    for r in rows:
+        first = r.target != last
+        if first and last is not None:
+            tb.add_section()
+        last = r.target
+        lo, med, hi = _fmt(r.summary, r.unit)
+        known = CLAIMS.get(r.claim) if r.claim and r.test == "tcp" else None
+        claim = known.text if known is not None else ""  # a claim key this version does not know: no text
+        name = r.target if first else ""
+        tb.add_row(name, str(r.mtu or "—") if first else "", str(r.mss or "—") if first else "",
+                   labels.get(r.test, r.test), lo, f"{med} {units[r.unit]}" if r.summary else med, hi,
+                   f"{r.summary.spread:.0%}" if r.summary else "—", _ratio(r.ratio), _ratio(r.ratio_veth),
+                   claim if r.kind == "lab" else "", _verdict_cell(r))
+    return tb
+
+
+def _explain_result(e: ExplainRow):
+    """ok, or below the threshold: yellow if the spreads overlap, red if clearly slower."""
+    from rich.text import Text
+
+    ok = e.ok
+    return Text("—" if ok is None else ("ok" if ok else f"below {EXPLAIN_OK}: {e.note}"),
+                style="green" if ok else ("yellow" if e.note == "within the spread" else "red"))
+
+
+def _explain_table(an: Analysis, labels: dict[str, str]):
+    """netlab's build against its own explain script's, per lab, offload and test."""
+    from rich.table import Table
+
+    te = Table(title="netlab build vs its own explain script (same lab, fresh namespaces): "
+                     f"netlab / explain, expected ≥ {EXPLAIN_OK}", title_justify="left", header_style="bold")
+    for col in ("lab", "offload", "test", "netlab median", "explain median", "ratio", "range", "result"):
+        te.add_column(col)
+    for e in an.explain:
+        unit = next((r.unit for r in an.rows if r.target == e.lab and r.test == e.test), "bit/s")
+        te.add_row(e.lab, e.offload, labels.get(e.test, e.test),
+                   human_rate(e.netlab.median, unit) if e.netlab else "—",
+                   human_rate(e.explain.median, unit) if e.explain else "—",
+                   _ratio(e.ratio), f"{e.ratio.low:.2f}–{e.ratio.high:.2f}" if e.ratio else "—", _explain_result(e))
+    return te
+
+
+def tables(out: Outcome, an: Analysis):
+    """rich renderables: one table per offload mode, the explain comparison, notes."""
+    labels = {t.id: t.label for t in out.tests}
+    result = [_offload_table(out, an, off, labels) for off in out.settings.offloads]
     if an.explain:
-        te = Table(title="netlab build vs its own explain script (same lab, fresh namespaces): "
-                         f"netlab / explain, expected ≥ {EXPLAIN_OK}", title_justify="left", header_style="bold")
-        for col in ("lab", "offload", "test", "netlab median", "explain median", "ratio", "range", "result"):
-            te.add_column(col)
-        for e in an.explain:
-            unit = next((r.unit for r in an.rows if r.target == e.lab and r.test == e.test), "bit/s")
-            ok = e.ok
-            res = Text("—" if ok is None else ("ok" if ok else f"below {EXPLAIN_OK}: {e.note}"),
-                       style="green" if ok else ("yellow" if e.note == "within the spread" else "red"))
-            te.add_row(e.lab, e.offload, labels.get(e.test, e.test),
-                       human_rate(e.netlab.median, unit) if e.netlab else "—",
-                       human_rate(e.explain.median, unit) if e.explain else "—",
-                       _ratio(e.ratio), f"{e.ratio.low:.2f}–{e.ratio.high:.2f}" if e.ratio else "—", res)
-        result.append(te)
+        result.append(_explain_table(an, labels))
     return result
 
 
