@@ -26,7 +26,7 @@ from ..errors import NetlabError
 from ..kernel import netns, probe
 from . import iperf, offload
 from .iperf import RunResult, Test, Tracker
-from .targets import Skipped, Target, baseline_targets, explain_target, instance_name, lab_target, select
+from .targets import Candidate, Skipped, Target, baseline_targets, explain_target, instance_name, lab_target, select
 
 SCHEMA = "netlab-bench/1"
 OVERHEAD_S = 0.6  # per run: server start, connect, result exchange (used for the time estimate)
@@ -142,6 +142,82 @@ def preflight(settings: Settings) -> None:
         probe.require_tools(("ethtool",))
 
 
+def _add_lab(c: Candidate, settings: Settings, out: Outcome, tracker: Tracker, rep: Reporter) -> None:
+    """One candidate lab as a target (brought up, or attached if it already runs), and with
+    --against-explain its twin built by the lab's own explain script; a lab that cannot be built
+    is skipped with the reason, so the others are still measured."""
+    rep.step(f"{c.name}: {'attaching' if c.attach else 'bringing up'} {c.lab.name}")
+    try:
+        out.targets.append(lab_target(c))
+    except NetlabError as e:
+        out.skipped.append(Skipped(c.name, f"could not be brought up: {e}"))
+        return
+    if settings.against_explain:
+        rep.step(f"{c.name}: building the same lab with its explain script")
+        try:
+            out.targets.append(explain_target(c, settings.prefix, tracker))
+        except NetlabError as e:
+            out.skipped.append(Skipped(f"{c.name}@explain", f"explain build failed: {e}"))
+
+
+def _switch_offload(mode: str, out: Outcome, saved: list[offload.Saved], rep: Reporter) -> None:
+    """Enter offload mode ``mode`` for every target at once: put back what the previous mode
+    changed, turn TSO/GSO off on every sender namespace for "off" (``saved`` then holds what to
+    restore, also for the teardown), and record the resulting state for the JSON."""
+    offload.restore(saved)
+    saved.clear()
+    senders = sorted({ns for t in out.targets for ns in t.sender_ns})
+    if mode == "off":
+        rep.log("offloads off: TSO/GSO on the sender side of every target")
+        saved.extend(offload.disable(senders))
+    out.offload_state[mode] = offload.state(senders)
+
+
+def _require_namespaces(out: Outcome) -> None:
+    """Stop measuring once every target's namespaces are gone (someone ran 'netlab down --all'):
+    the remaining runs could only fail."""
+    if not any(netns.exists(x.src.ns) and netns.exists(x.dst.ns) for x in out.targets):
+        raise NetlabError("every namespace of this bench was torn down by someone else during the run "
+                          "('netlab down --all'?)", "run the bench again when nobody tears down all labs")
+
+
+def _measure(settings: Settings, out: Outcome, tracker: Tracker, saved: list[offload.Saved], rep: Reporter) -> None:
+    """Run the interleaved schedule: every target once per test per round, offload modes one after
+    the other, one iperf3 run per slot recorded as a sample (failures included)."""
+    by_id = {t.id: t for t in out.targets}
+    slots = schedule([t.id for t in out.targets], [t.id for t in out.tests], settings.repeat, settings.offloads)
+    rep.begin(len(slots), estimate(len(slots), settings.duration))
+    test_by_id = {t.id: t for t in out.tests}
+    current = None
+    for slot in slots:
+        if slot.offload != current:
+            _switch_offload(slot.offload, out, saved, rep)
+            current = slot.offload
+        t, test = by_id[slot.target], test_by_id[slot.test]
+        _require_namespaces(out)
+        rep.step(f"round {slot.round}/{settings.repeat} · offload {slot.offload} · {test.label} · {t.id}")
+        res = iperf.run(tracker, t.src, t.dst, test, settings.duration)
+        out.samples.append(Sample(slot, res))
+        if res.error:
+            rep.log(f"{t.id} {test.label}: {res.error}")
+        rep.advance(res.seconds)
+
+
+def _clean_up(out: Outcome, tracker: Tracker, saved: list[offload.Saved], rep: Reporter) -> None:
+    """Leave nothing behind, whatever happened: stop every iperf3 by PID, restore offloads, tear
+    down the targets in reverse order (one failed teardown does not stop the others)."""
+    tracker.stop_all()
+    offload.restore(saved)
+    for t in reversed(out.targets):
+        if t.brought_up:
+            rep.step(f"tearing down {t.instance}")
+        try:
+            t.down()
+        except Exception as e:  # keep tearing the others down
+            rep.log(f"teardown of {t.instance} failed: {e}")
+    out.pids = list(tracker.started)
+
+
 def run(settings: Settings, reporter: Reporter | None = None) -> Outcome:
     """Measure; always tear down what was built and stop what was started, then return."""
     rep = reporter or Reporter()
@@ -154,63 +230,19 @@ def run(settings: Settings, reporter: Reporter | None = None) -> Outcome:
     tracker = Tracker()
     out = Outcome(settings, tests, [], skipped, [])
     t0 = time.monotonic()
-    saved: list[offload.Saved] = []
+    saved: list[offload.Saved] = []  # what the "off" mode changed, restored however the run ends
     with _signals_as_interrupt():
         try:
             rep.step("baselines: bare underlay and one veth pair")
             out.targets.extend(baseline_targets(instance_name(settings.prefix, "bench-base")))
             for c in candidates:
-                rep.step(f"{c.name}: {'attaching' if c.attach else 'bringing up'} {c.lab.name}")
-                try:
-                    out.targets.append(lab_target(c))
-                except NetlabError as e:
-                    out.skipped.append(Skipped(c.name, f"could not be brought up: {e}"))
-                    continue
-                if settings.against_explain:
-                    rep.step(f"{c.name}: building the same lab with its explain script")
-                    try:
-                        out.targets.append(explain_target(c, settings.prefix, tracker))
-                    except NetlabError as e:
-                        out.skipped.append(Skipped(f"{c.name}@explain", f"explain build failed: {e}"))
-            by_id = {t.id: t for t in out.targets}
-            slots = schedule([t.id for t in out.targets], [t.id for t in tests], settings.repeat, settings.offloads)
-            rep.begin(len(slots), estimate(len(slots), settings.duration))
-            test_by_id = {t.id: t for t in tests}
-            current = None
-            for slot in slots:
-                if slot.offload != current:
-                    offload.restore(saved)
-                    saved = []
-                    if slot.offload == "off":
-                        rep.log("offloads off: TSO/GSO on the sender side of every target")
-                        saved = offload.disable(sorted({ns for t in out.targets for ns in t.sender_ns}))
-                    out.offload_state[slot.offload] = offload.state(sorted({ns for t in out.targets
-                                                                            for ns in t.sender_ns}))
-                    current = slot.offload
-                t, test = by_id[slot.target], test_by_id[slot.test]
-                if not any(netns.exists(x.src.ns) and netns.exists(x.dst.ns) for x in out.targets):
-                    raise NetlabError("every namespace of this bench was torn down by someone else during the run "
-                                      "('netlab down --all'?)", "run the bench again when nobody tears down all labs")
-                rep.step(f"round {slot.round}/{settings.repeat} · offload {slot.offload} · {test.label} · {t.id}")
-                res = iperf.run(tracker, t.src, t.dst, test, settings.duration)
-                out.samples.append(Sample(slot, res))
-                if res.error:
-                    rep.log(f"{t.id} {test.label}: {res.error}")
-                rep.advance(res.seconds)
+                _add_lab(c, settings, out, tracker, rep)
+            _measure(settings, out, tracker, saved, rep)
         except KeyboardInterrupt:
             out.interrupted = True
             raise
         finally:
-            tracker.stop_all()
-            offload.restore(saved)
-            for t in reversed(out.targets):
-                if t.brought_up:
-                    rep.step(f"tearing down {t.instance}")
-                try:
-                    t.down()
-                except Exception as e:  # keep tearing the others down
-                    rep.log(f"teardown of {t.instance} failed: {e}")
-            out.pids = list(tracker.started)
+            _clean_up(out, tracker, saved, rep)
             out.seconds = time.monotonic() - t0
     return out
 
