@@ -241,10 +241,7 @@ def _diff(o, snaps: dict[str, Snapshot], saves: dict[str, dict]) -> str:
     if isinstance(o, Addr):
         return "" if (o.dev, o.cidr) in snaps[o.ns].addrs else "missing"
     if isinstance(o, Neigh):
-        got = snaps[o.ns].neighs.get((o.dev, o.dst))
-        return ("missing" if got is None else
-                f"lladdr {got[0]} (want {o.lladdr})" if got[0] != o.lladdr else
-                "not permanent" if not got[1] else "")
+        return _diff_neigh(snaps[o.ns], o)
     if isinstance(o, Fdb):
         return "" if (o.dev, o.lladdr, o.dst) in snaps[o.ns].fdb else "missing"
     if isinstance(o, Route):
@@ -253,11 +250,35 @@ def _diff(o, snaps: dict[str, Snapshot], saves: dict[str, dict]) -> str:
         value = read_sysctl(o.ns, o.path)
         return "" if value == o.value or (value is None and not o.required) else f"is {value} (want {o.value})"
     if isinstance(o, Ruleset):
-        tables = saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns))
-        missing = [f"-A {r.chain} {r.spec}" for r in o.rules if f"-A {r.chain} {r.spec}" not in tables.get(r.table, [])]
-        missing += [f":{c}" for t, c in o.chains if not any(line.startswith(f":{c} ") for line in tables.get(t, []))]
-        return ("missing: " + " | ".join(missing)) if missing else ""
+        return _diff_ruleset(o, saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns)))
     return ""
+
+
+def _diff_neigh(snap: Snapshot, o: Neigh) -> str:
+    got = snap.neighs.get((o.dev, o.dst))
+    if got is None:
+        return "missing"
+    if got[0] != o.lladdr:
+        return f"lladdr {got[0]} (want {o.lladdr})"
+    return "" if got[1] else "not permanent"
+
+
+def _diff_ruleset(o: Ruleset, tables: dict[str, list[str]]) -> str:
+    """Every planned rule and user chain present, and every planned built-in chain policy in force
+    (Docker's ``FORWARD DROP`` is what isolates containers: a policy back at ACCEPT is a fault even
+    when every rule is there). iptables-save prints a policy as ``:CHAIN POLICY [packets:bytes]``."""
+    missing = [f"-A {r.chain} {r.spec}" for r in o.rules if f"-A {r.chain} {r.spec}" not in tables.get(r.table, [])]
+    missing += [f":{c}" for t, c in o.chains if not any(line.startswith(f":{c} ") for line in tables.get(t, []))]
+    diffs = [f"policy {t} {c} is {got} (want {want})" for t, c, want in o.policies
+             if (got := _policy(tables.get(t, []), c)) != want]
+    return "; ".join(([("missing: " + " | ".join(missing))] if missing else []) + diffs)
+
+
+def _policy(lines: list[str], chain: str) -> str | None:
+    for line in lines:
+        if line.startswith(f":{chain} "):
+            return line.split()[1]
+    return None
 
 
 def daemon_state(pid: int, started: int) -> str:

@@ -308,3 +308,14 @@ def test_cli_up_prints_where_the_rewrites_happen():
     finally:
         sh(*cli, "down", name, check=False)
     assert residue(name) == []
+
+
+def test_status_sees_a_forward_policy_put_back_to_accept(lab_factory):
+    """Docker isolates containers by FORWARD's DROP policy; a policy reset to ACCEPT with every rule
+    still in place is a fault, and verify names it."""
+    lab = lab_factory("bridge", pods=1)
+    assert lab.verify().ok
+    nsexec(lab.ns("node1"), "iptables", "-P", "FORWARD", "ACCEPT", check=True)
+    assert "-P FORWARD ACCEPT" in iptables_save(lab.ns("node1")) or ":FORWARD ACCEPT" in iptables_save(lab.ns("node1"))
+    problems = [p.detail for p in lab.verify().problems]
+    assert problems == ["policy filter FORWARD is ACCEPT (want DROP)"], problems
