@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,15 @@ def _require_root() -> None:
                           "run it as root: sudo netlab vm …")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a CI job's timeout, timeout(1)) unwinds like an exception, so that the finally
+    clauses stop QEMU and remove the control directory."""
+    raise SystemExit(128 + signum)
+
+
 def _boot(argv: tuple[str, ...], opts: Options, stdout: BinaryIO, stderr: BinaryIO) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     _require_root()
     _require_qemu()
     k = kernel.ensure_prepared()
