@@ -175,6 +175,15 @@ def _require_root() -> None:
                           "run it as root: sudo netlab vm …")
 
 
+def _die_with_parent() -> None:
+    """In QEMU's child before exec: the kernel sends it SIGKILL when this runner dies, however it
+    dies (SIGKILL included, where no finally clause runs), so a VM never outlives its run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM (a CI job's timeout, timeout(1)) unwinds like an exception, so that the finally
     clauses stop QEMU and remove the control directory."""
@@ -202,7 +211,8 @@ def _boot(argv: tuple[str, ...], opts: Options, stdout: BinaryIO, stderr: Binary
         with open(ctl / "qemu.log", "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=None if interactive else subprocess.DEVNULL,
                                     stdout=None if interactive else subprocess.DEVNULL,
-                                    stderr=None if interactive else qlog, pass_fds=[w for _, w in pipes])
+                                    stderr=None if interactive else qlog, pass_fds=[w for _, w in pipes],
+                                    preexec_fn=_die_with_parent)
         for _, w in pipes:
             os.close(w)
         deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
