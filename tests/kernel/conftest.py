@@ -9,10 +9,11 @@ in a network namespace other than the root one, that was not there when the sess
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import wait_until
 
 
 def _netns_files() -> set[str]:
@@ -64,11 +65,10 @@ def nothing_left_after_the_suite():
         return
     before = _snapshot()
     yield
-    deadline = time.monotonic() + 10  # daemons a last teardown signalled may take a moment to exit
-    while True:
+    def left() -> dict[str, list[str]]:
         new = {k: sorted(v - before[k]) for k, v in _snapshot().items()}
-        left = {k: v for k, v in new.items() if v}
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not left, f"the kernel suite left these behind: {left}"
+        return {k: v for k, v in new.items() if v}
+
+    # daemons a last teardown signalled may take a moment to exit
+    wait_until(lambda: not left(), timeout=10, interval=0.1, what="nothing of the kernel suite left behind",
+               detail=left)
