@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network, ip_address
 from typing import Iterator, Union
 
+from .encap import Encap
+
 
 @dataclass(frozen=True)
 class Netns:
@@ -286,6 +288,7 @@ class Plan:
     lab: str
     namespaces: list[Netns] = field(default_factory=list)
     objects: list[KernelObject] = field(default_factory=list)
+    encap: Encap | None = None  # how pod packets cross the underlay (None: routed or bridged bare)
 
     def add_ns(self, ns: Netns) -> Netns:
         if any(n.name == ns.name for n in self.namespaces):
