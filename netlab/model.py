@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from . import naming
+from .encap import UNDERLAY_MTU_MAX
 from .errors import LabFileError, NetlabError
 
 LAB_FIELDS = ("description", "datapath", "nodes", "pods", "underlay", "pod_cidr", "options")
@@ -493,7 +494,7 @@ def _apply_overrides(doc: dict, overrides: dict) -> None:
 def _underlay(src: str, ul: dict) -> Underlay:
     underlay = Underlay(
         cidr=_net(src, "underlay.cidr", ul.get("cidr", "192.168.100.0/24"), 28),
-        mtu=_int(src, "underlay.mtu", ul.get("mtu", 1500), 1280, 9000),
+        mtu=_int(src, "underlay.mtu", ul.get("mtu", 1500), 1280, UNDERLAY_MTU_MAX),
         racks=_int(src, "underlay.racks", ul.get("racks", 1), 1, MAX_RACKS),
     )
     first = int(underlay.cidr.network_address)

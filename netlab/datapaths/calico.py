@@ -33,12 +33,13 @@ import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from ..encap import Encap, check_mtu, mtu_of
 from ..errors import LabFileError
 from ..model import Lab
-from ..plan import Addr, Daemon, File, Netns, Plan, Route, Rule, Ruleset, Sysctl, Veth, VethEnd, cross_node_pair
+from ..plan import Addr, Daemon, File, Netns, Plan, PodPair, Route, Rule, Ruleset, Sysctl, Veth, VethEnd
 from ..topology import Node, Pod, Topology
 from . import underlay
-from .hints import Hint, Line, Steps, col
+from .hints import Line, Steps, col, encap_capture, pod_pair_steps
 
 DEFAULT_POOL = "192.168.0.0/16"  # CALICO_IPV4POOL_CIDR's default
 BLOCK_PREFIX = 26  # BlockSize, lib/clientv3/ippool.go
@@ -50,9 +51,6 @@ RR_HOST = "rr"
 RR_HOST_NO = 2  # the route reflector's address in rack 1: .2 (.1 is the router, nodes are .11+)
 RR_CLUSTER_ID = "244.0.0.1"  # routeReflectorClusterID, as in Calico's examples
 BIRD = "bird"
-
-#: Bytes each encapsulation adds, so the pod MTU fits the underlay (Felix's auto-detection).
-OVERHEAD = {"none": 0, "ipip": 20, "vxlan": 50}
 
 
 @dataclass(frozen=True)
@@ -89,8 +87,9 @@ def cali_name(pod: Pod) -> str:
     return "cali" + hashlib.sha1(f"{K8S_NAMESPACE}.{pod.host}".encode()).hexdigest()[:11]
 
 
-def check(lab: Lab, encap: str, one_rack: bool = False) -> None:
-    """Checks every Calico lab shares: the pool holds a block per node, the MTU fits the underlay."""
+def check(lab: Lab, encap: Encap | None, one_rack: bool = False) -> None:
+    """Checks every Calico lab shares: the pool holds a block per node, the MTU fits the underlay
+    once ``encap`` (None: BGP without encapsulation) wraps it."""
     pool = lab.pod_cidr
     room = pool.num_addresses // 256 - 1
     if pool.prefixlen > 24 or lab.nodes > room:
@@ -105,16 +104,7 @@ def check(lab: Lab, encap: str, one_rack: bool = False) -> None:
             f"{lab.src}: underlay.racks: {lab.datapath} needs every node on one L2 segment (got {lab.underlay.racks} racks)",
             "BGP without encapsulation installs 'via <node IP> dev eth0', which needs the next hop on-link "
             "(DATAPATHS.md §3a); use racks: 1, or calico-ipip / calico-vxlan with -o mode=CrossSubnet")
-    mtu = getattr(lab.options, "mtu", None)
-    if mtu is not None and mtu + OVERHEAD[encap] > lab.underlay.mtu:
-        raise LabFileError(f"{lab.src}: options.mtu: {mtu} + {OVERHEAD[encap]} bytes of {encap} overhead "
-                           f"exceeds the underlay MTU {lab.underlay.mtu}",
-                           f"use options.mtu <= {lab.underlay.mtu - OVERHEAD[encap]} or leave it unset")
-
-
-def mtu_of(lab: Lab, encap: str) -> int:
-    """Pod and tunnel MTU: the lab's ``options.mtu`` or the underlay's minus the encapsulation."""
-    return getattr(lab.options, "mtu", None) or lab.underlay.mtu - OVERHEAD[encap]
+    check_mtu(lab, encap)
 
 
 # -- pods and node ----------------------------------------------------------------------------------
@@ -365,12 +355,16 @@ def rr_ns(lab: Lab) -> str:
 
 # -- the whole lab ------------------------------------------------------------------------------------
 
-def build(lab: Lab, topo: Topology, plan: Plan, *, encap: str, mesh: bool = True, reflector: bool = False,
+def build(lab: Lab, topo: Topology, plan: Plan, *, encap: Encap | None, mesh: bool = True, reflector: bool = False,
           kernel: str | None = "bgp", bird: bool = True) -> dict[str, IPv4Network]:
     """Underlay, pods, Felix's node settings and rules, and (``bird``) a BIRD per node.
 
-    Returns each node's block by node name, for the encapsulation-specific parts.
+    ``encap`` goes on the plan and sizes the pod MTU as Felix's auto-detection does (underlay MTU
+    minus the overhead; with ``mode: CrossSubnet`` too, since a pod cannot know which of its
+    packets will be wrapped). Returns each node's block by node name, for the
+    encapsulation-specific parts.
     """
+    plan.encap = encap
     underlay.build(lab, topo, plan)
     mtu = mtu_of(lab, encap)
     blocks = {n.name: block(lab.pod_cidr, n) for n in topo.nodes}
@@ -398,16 +392,21 @@ def build(lab: Lab, topo: Topology, plan: Plan, *, encap: str, mesh: bool = True
 HINT_WIDTH = 21  # the label column of every Calico lab's hints
 
 
-def pod_next_steps(lab: Lab, p: Plan, extra: list[Line]) -> Steps:
-    """The hints every Calico lab shares around its own ``extra`` ones, for the plan's pod pair."""
-    pair = cross_node_pair(p)
-    if pair is None:
-        return Steps([Hint("", f"netlab status {lab.name}")])
-    src = pair.src
-    return Steps([
-        col(HINT_WIDTH, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
-        col(HINT_WIDTH, "the pod's gateway:", f"netlab exec {lab.name} {src.host} -- ip neigh",
-            f"({GATEWAY} is {CALI_MAC}: proxy ARP)"),
-        *extra,
-        col(HINT_WIDTH, "the whole recipe:", f"netlab explain {lab.name}"),
-    ])
+def pod_next_steps(lab: Lab, p: Plan, extra: list[Line], see: str = "") -> Steps:
+    """The hints every Calico lab shares around its own ``extra`` ones, for the plan's pod pair.
+
+    ``see`` labels a capture of the plan's encapsulation on the source node's switch, in front of
+    ``extra`` (the IPIP and VXLAN labs; BGP without encapsulation has nothing wrapped to see).
+    """
+    def lines(pair: PodPair, sw: str) -> list[Line]:
+        src = pair.src
+        seen: list[Line] = [encap_capture(HINT_WIDTH, see, sw, p.encap)] if see and p.encap is not None else []
+        return [
+            col(HINT_WIDTH, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
+            col(HINT_WIDTH, "the pod's gateway:", f"netlab exec {lab.name} {src.host} -- ip neigh",
+                f"({GATEWAY} is {CALI_MAC}: proxy ARP)"),
+            *seen,
+            *extra,
+            col(HINT_WIDTH, "the whole recipe:", f"netlab explain {lab.name}"),
+        ]
+    return pod_pair_steps(lab.name, p, lines)

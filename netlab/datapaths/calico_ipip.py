@@ -22,27 +22,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import bgp
+from .. import bgp, encap
 from ..model import Lab
 from ..plan import Addr, Ipip, Plan, Route
 from ..topology import resolve
 from . import Datapath, calico
-from .hints import RUNS, Steps, col, nodes, switch_of
+from .hints import Steps, col
 
 DEVICE = "tunl0"
 
 
 @dataclass(frozen=True)
 class Options(calico.Options):
-    mtu: int | None = field(default=None, metadata={"min": 576, "max": 8980})  # IpInIpMtu (0 = auto)
+    mtu: int | None = field(default=None, metadata={"min": 576, "max": encap.IPIP.max_mtu})  # IpInIpMtu (0 = auto)
     mode: str = field(default="Always", metadata={"choices": ("Always", "CrossSubnet")})  # ipipMode
 
 
 def plan(lab: Lab) -> Plan:
     topo = resolve(lab)
     p = Plan(lab.name)
-    blocks = calico.build(lab, topo, p, encap="ipip", mesh=True, kernel="static")
-    mtu = calico.mtu_of(lab, "ipip")
+    blocks = calico.build(lab, topo, p, encap=encap.IPIP, mesh=True, kernel="static")
+    mtu = encap.mtu_of(lab, p.encap)
     for node in topo.nodes:
         p.add(Ipip(node.ns, DEVICE, mtu=mtu), Addr(node.ns, DEVICE, f"{calico.tunnel_ip(blocks[node.name])}/32"))
         for other in topo.others(node):
@@ -57,16 +57,12 @@ def plan(lab: Lab) -> Plan:
 
 
 def validate(lab: Lab) -> None:
-    calico.check(lab, "ipip")
+    calico.check(lab, encap.IPIP)
 
 
 def next_steps(lab: Lab, p: Plan) -> Steps:
-    w = calico.HINT_WIDTH
-    sw = switch_of(p, nodes(p)[0].name)
-    return calico.pod_next_steps(lab, p, [
-        col(w, "see the IPIP:", f"ip netns exec {sw} tcpdump -ni br0 ip proto 4", expect=RUNS),
-        col(w, "BGP sessions:", f"netlab bgp {lab.name}"),
-    ])
+    return calico.pod_next_steps(lab, p, [col(calico.HINT_WIDTH, "BGP sessions:", f"netlab bgp {lab.name}")],
+                                 see="see the IPIP:")
 
 
 PICTURE = r"""

@@ -23,14 +23,14 @@ from .hints import Steps, col
 def plan(lab: Lab) -> Plan:
     topo = resolve(lab)
     p = Plan(lab.name)
-    calico.build(lab, topo, p, encap="none", mesh=False, reflector=True, kernel="bgp")
+    calico.build(lab, topo, p, encap=None, mesh=False, reflector=True, kernel="bgp")
     for node in topo.nodes:
         p.add(calico.rules(node, lab))
     return p
 
 
 def validate(lab: Lab) -> None:
-    calico.check(lab, "none", one_rack=True)
+    calico.check(lab, None, one_rack=True)
 
 
 def next_steps(lab: Lab, p: Plan) -> Steps:

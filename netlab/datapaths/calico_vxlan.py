@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import naming
+from .. import encap, naming
+from ..encap import Encap
 from ..model import Lab
 from ..plan import Addr, Fdb, Neigh, Plan, Route, Vxlan
 from ..topology import resolve
 from . import Datapath, calico
-from .hints import RUNS, Steps, col, nodes, switch_of
+from .hints import Steps, col
 
 DEVICE = "vxlan.calico"
 
@@ -34,8 +35,13 @@ DEVICE = "vxlan.calico"
 class Options(calico.Options):
     vni: int = field(default=4096, metadata={"min": 1, "max": 16777215})  # VXLANVNI
     port: int = field(default=4789, metadata={"min": 1, "max": 65535})  # VXLANPort
-    mtu: int | None = field(default=None, metadata={"min": 576, "max": 8950})  # VXLANMTU (0 = auto)
+    mtu: int | None = field(default=None, metadata={"min": 576, "max": encap.VXLAN.max_mtu})  # VXLANMTU (0 = auto)
     mode: str = field(default="Always", metadata={"choices": ("Always", "CrossSubnet")})  # vxlanMode
+
+
+def encap_of(lab: Lab) -> Encap:
+    """VXLAN on Felix's ``VXLANPort`` (default 4789, IANA's)."""
+    return encap.VXLAN.on(lab.options.port)
 
 
 def vtep_mac(lab: Lab, node_name: str) -> str:
@@ -46,8 +52,8 @@ def vtep_mac(lab: Lab, node_name: str) -> str:
 def plan(lab: Lab) -> Plan:
     topo = resolve(lab)
     p = Plan(lab.name)
-    blocks = calico.build(lab, topo, p, encap="vxlan", bird=False)
-    mtu = calico.mtu_of(lab, "vxlan")
+    blocks = calico.build(lab, topo, p, encap=encap_of(lab), bird=False)
+    mtu = encap.mtu_of(lab, p.encap)
     o = lab.options
     for node in topo.nodes:
         blk = blocks[node.name]
@@ -71,16 +77,13 @@ def plan(lab: Lab) -> Plan:
 
 
 def validate(lab: Lab) -> None:
-    calico.check(lab, "vxlan")
+    calico.check(lab, encap_of(lab))
 
 
 def next_steps(lab: Lab, p: Plan) -> Steps:
-    w = calico.HINT_WIDTH
-    sw = switch_of(p, nodes(p)[0].name)
-    return calico.pod_next_steps(lab, p, [
-        col(w, "see the VXLAN:", f"ip netns exec {sw} tcpdump -ni br0 -e udp port {lab.options.port}", expect=RUNS),
-        col(w, "VTEP state:", f"netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE}"),
-    ])
+    return calico.pod_next_steps(
+        lab, p, [col(calico.HINT_WIDTH, "VTEP state:", f"netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE}")],
+        see="see the VXLAN:")
 
 
 PICTURE = r"""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from ..encap import Encap, check_mtu
 from ..errors import LabFileError
 from ..plan import Rule, Ruleset
 from ..topology import Node
@@ -59,10 +60,7 @@ def masq_rules(ns: str, cluster: IPv4Network, subnet: IPv4Network) -> Ruleset:
     )
 
 
-def validate(lab, mtu: int = 0, overhead: int = 0, what: str = "") -> None:
-    """Leases fit, and an encapsulating backend's MTU plus its ``overhead`` fits the underlay."""
+def validate(lab, encap: Encap | None = None) -> None:
+    """Leases fit, and the pod MTU plus the backend's encapsulation (if any) fits the underlay."""
     check_leases(lab)
-    if overhead and mtu + overhead > lab.underlay.mtu:
-        raise LabFileError(f"{lab.src}: options.mtu: {mtu} + {overhead} bytes of {what} "
-                           f"exceeds the underlay MTU {lab.underlay.mtu}",
-                           f"use options.mtu <= {lab.underlay.mtu - overhead} or leave it unset")
+    check_mtu(lab, encap)

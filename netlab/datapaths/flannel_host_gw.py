@@ -20,11 +20,12 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
+from .. import encap
 from ..model import Lab
-from ..plan import Plan, Route, cross_node_pair
+from ..plan import Plan, PodPair, Route
 from ..topology import resolve
 from . import Datapath, cni, flannel, underlay
-from .hints import RUNS, Hint, Steps, col, switch_of
+from .hints import RUNS, Line, Steps, col, pod_pair_steps
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class Options:
 
 def plan(lab: Lab) -> Plan:
     topo = resolve(lab)
-    p = Plan(lab.name)
+    p = Plan(lab.name)  # encap None: the pod's own packet is what crosses the underlay
     underlay.build(lab, topo, p)
-    mtu = lab.underlay.mtu
+    mtu = encap.mtu_of(lab, None)
     for node in topo.nodes:
         subnet = flannel.lease(lab.pod_cidr, node)
         cni.attach(p, topo, node, subnet, lab.pod_cidr, mtu)
@@ -68,19 +69,16 @@ def other_name(lab: Lab) -> str:
 
 
 def next_steps(lab: Lab, p: Plan) -> Steps:
-    pair = cross_node_pair(p)
-    if pair is None:
-        return Steps([Hint("", f"netlab status {lab.name}")])
-    src = pair.src
-    return Steps([
-        col(21, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
-        col(21, "no tunnel, just L2:", f"ip netns exec {switch_of(p, p.host(str(src.node)).name)} tcpdump -eni br0 icmp",
-            expect=RUNS),
-        col(21, "the routes:", f"netlab exec {lab.name} node1 -- ip route"),
-        # the refusal is the lesson: explain_refusal's words for the kernel's ENETUNREACH
-        col(21, "the limit:", f"netlab up host-gw --name {other_name(lab)} --racks 2", "(refused: not on-link)",
-            expect="fails:host-gw's limit"),
-    ])
+    def lines(pair: PodPair, sw: str) -> list[Line]:
+        return [
+            col(21, "ping across nodes:", f"netlab exec {lab.name} {pair.src.host} -- ping -c 3 {pair.dst_ip}"),
+            col(21, "no tunnel, just L2:", f"ip netns exec {sw} tcpdump -eni br0 icmp", expect=RUNS),
+            col(21, "the routes:", f"netlab exec {lab.name} node1 -- ip route"),
+            # the refusal is the lesson: explain_refusal's words for the kernel's ENETUNREACH
+            col(21, "the limit:", f"netlab up host-gw --name {other_name(lab)} --racks 2", "(refused: not on-link)",
+                expect="fails:host-gw's limit"),
+        ]
+    return pod_pair_steps(lab.name, p, lines)
 
 
 DATAPATH = Datapath(

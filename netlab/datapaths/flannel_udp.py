@@ -37,15 +37,15 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from .. import naming
+from .. import encap, naming
+from ..encap import Encap
 from ..model import Lab
-from ..plan import Addr, Daemon, Plan, Route, Sysctl, Tun, cross_node_pair
+from ..plan import Addr, Daemon, Plan, PodPair, Route, Sysctl, Tun
 from ..topology import resolve
 from . import Datapath, cni, flannel, underlay
-from .hints import RUNS, Hint, Line, Steps, col, switch_of
+from .hints import RUNS, Line, Steps, col, encap_capture, pod_pair_steps
 
 DEVICE = "flannel0"
-OVERHEAD = 28  # outer IPv4 20 + UDP 8; flannel's encapOverhead for the UDP backend
 DAEMON = "flannel-udp"
 MODES = ("flannel", "vnet-hdr")
 
@@ -53,13 +53,19 @@ MODES = ("flannel", "vnet-hdr")
 @dataclass(frozen=True)
 class Options:
     port: int = field(default=8285, metadata={"min": 1, "max": 65535})
-    mtu: int | None = field(default=None, metadata={"min": 576, "max": 8972})
+    mtu: int | None = field(default=None, metadata={"min": 576, "max": encap.UDP.max_mtu})
     mode: str = field(default="flannel", metadata={"choices": MODES})
     batch: int = field(default=64, metadata={"min": 1, "max": 1024})
 
 
-def mtu_of(lab: Lab) -> int:
-    return lab.options.mtu or lab.underlay.mtu - OVERHEAD
+def encap_of(lab: Lab) -> Encap:
+    """Bare IP in UDP on the backend's ``Port`` (default 8285), both source and destination.
+
+    ``mode: vnet-hdr`` puts a 10-byte virtio_net_hdr in front of the inner packet, but its GSO
+    super-packets are far larger than any MTU and travel as IP fragments anyway, so the pod MTU
+    (and this declaration) stays flannel's.
+    """
+    return encap.UDP.on(lab.options.port)
 
 
 def ready_path(ns: str) -> str:
@@ -96,9 +102,9 @@ def unleased_address(lab: Lab) -> str | None:
 
 def plan(lab: Lab) -> Plan:
     topo = resolve(lab)
-    p = Plan(lab.name)
+    p = Plan(lab.name, encap=encap_of(lab))
     underlay.build(lab, topo, p)
-    mtu = mtu_of(lab)
+    mtu = encap.mtu_of(lab, p.encap)
     for node in topo.nodes:
         subnet = flannel.lease(lab.pod_cidr, node)
         cni.attach(p, topo, node, subnet, lab.pod_cidr, mtu)
@@ -118,32 +124,30 @@ def plan(lab: Lab) -> Plan:
 
 
 def validate(lab: Lab) -> None:
-    flannel.validate(lab, mtu_of(lab), OVERHEAD, "UDP encapsulation")
+    flannel.validate(lab, encap_of(lab))
 
 
 def next_steps(lab: Lab, p: Plan) -> Steps:
-    pair = cross_node_pair(p)
-    if pair is None:
-        return Steps([Hint("", f"netlab status {lab.name}")])
-    src = pair.src
-    sw = switch_of(p, p.host(str(src.node)).name)
-    lines: list[Line] = [
-        col(22, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
-        col(22, "see bare IP in UDP:", f"ip netns exec {sw} tcpdump -ni br0 -X udp port {lab.options.port}", expect=RUNS),
-        col(22, "the inner packets:", f"netlab exec {lab.name} node1 -- tcpdump -ni {DEVICE}", expect=RUNS),
-    ]
-    unleased = unleased_address(lab)
-    if unleased:
-        # the forwarder has no route for it and answers as flanneld does: ICMP net unreachable
-        lines.append(col(22, "no lease -> ICMP:", f"netlab exec {lab.name} {src.host} -- ping -c 1 {unleased}",
-                         expect="fails:Destination Net Unreachable"))
-    lines += [
-        col(22, "forwarder counters:", f"netlab status {lab.name}", f"(logs: {naming.state_dir(lab.name)}/*.{DAEMON}.log)"),
-        col(22, "the whole recipe:", f"netlab explain {lab.name}"),
-    ]
-    if lab.options.mode != "flannel":
-        lines.insert(0, f"NOTE: mode {lab.options.mode} is a netlab fast mode, NOT flannel's packet format")
-    return Steps(lines)
+    def lines(pair: PodPair, sw: str) -> list[Line]:
+        src = pair.src
+        out: list[Line] = [
+            col(22, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
+            encap_capture(22, "see bare IP in UDP:", sw, encap_of(lab)),
+            col(22, "the inner packets:", f"netlab exec {lab.name} node1 -- tcpdump -ni {DEVICE}", expect=RUNS),
+        ]
+        unleased = unleased_address(lab)
+        if unleased:
+            # the forwarder has no route for it and answers as flanneld does: ICMP net unreachable
+            out.append(col(22, "no lease -> ICMP:", f"netlab exec {lab.name} {src.host} -- ping -c 1 {unleased}",
+                           expect="fails:Destination Net Unreachable"))
+        out += [
+            col(22, "forwarder counters:", f"netlab status {lab.name}", f"(logs: {naming.state_dir(lab.name)}/*.{DAEMON}.log)"),
+            col(22, "the whole recipe:", f"netlab explain {lab.name}"),
+        ]
+        if lab.options.mode != "flannel":
+            out.insert(0, f"NOTE: mode {lab.options.mode} is a netlab fast mode, NOT flannel's packet format")
+        return out
+    return pod_pair_steps(lab.name, p, lines)
 
 
 PICTURE = r"""

@@ -22,26 +22,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import naming
+from .. import encap, naming
+from ..encap import Encap
 from ..model import Lab
-from ..plan import Addr, Fdb, Neigh, Plan, Route, Sysctl, Vxlan, cross_node_pair
+from ..plan import Addr, Fdb, Neigh, Plan, PodPair, Route, Sysctl, Vxlan
 from ..topology import resolve
 from . import Datapath, cni, flannel, underlay
-from .hints import RUNS, Hint, Steps, col, switch_of
+from .hints import Line, Steps, col, encap_capture, pod_pair_steps
 
 DEVICE = "flannel.{vni}"
-OVERHEAD = 50
 
 
 @dataclass(frozen=True)
 class Options:
     vni: int = field(default=1, metadata={"min": 1, "max": 16777215})
     port: int = field(default=8472, metadata={"min": 1, "max": 65535})
-    mtu: int | None = field(default=None, metadata={"min": 576, "max": 8950})
+    mtu: int | None = field(default=None, metadata={"min": 576, "max": encap.VXLAN.max_mtu})
 
 
-def mtu_of(lab: Lab) -> int:
-    return lab.options.mtu or lab.underlay.mtu - OVERHEAD
+def encap_of(lab: Lab) -> Encap:
+    """VXLAN on the backend's ``Port`` (flannel's default 8472, the Linux kernel's old default,
+    not IANA's 4789)."""
+    return encap.VXLAN.on(lab.options.port)
 
 
 def vtep_mac(lab: Lab, node_name: str) -> str:
@@ -52,10 +54,10 @@ def vtep_mac(lab: Lab, node_name: str) -> str:
 
 def plan(lab: Lab) -> Plan:
     topo = resolve(lab)
-    p = Plan(lab.name)
+    p = Plan(lab.name, encap=encap_of(lab))
     underlay.build(lab, topo, p)
     dev = DEVICE.format(vni=lab.options.vni)
-    mtu = mtu_of(lab)
+    mtu = encap.mtu_of(lab, p.encap)
     # what each node publishes about itself (flannel's lease + backend-data), computed once:
     # every other node's entries are made from it, n-1 times over
     macs = {n.name: vtep_mac(lab, n.name) for n in topo.nodes}
@@ -83,21 +85,18 @@ def plan(lab: Lab) -> Plan:
 
 
 def validate(lab: Lab) -> None:
-    flannel.validate(lab, mtu_of(lab), OVERHEAD, "VXLAN overhead")
+    flannel.validate(lab, encap_of(lab))
 
 
 def next_steps(lab: Lab, p: Plan) -> Steps:
-    pair = cross_node_pair(p)
-    if pair is None:
-        return Steps([Hint("", f"netlab status {lab.name}")])
-    src = pair.src
-    sw = switch_of(p, p.host(str(src.node)).name)
-    return Steps([
-        col(21, "ping across nodes:", f"netlab exec {lab.name} {src.host} -- ping -c 3 {pair.dst_ip}"),
-        col(21, "see the VXLAN:", f"ip netns exec {sw} tcpdump -ni br0 -e udp port {lab.options.port}", expect=RUNS),
-        col(21, "VTEP state:", f"netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE.format(vni=lab.options.vni)}"),
-        col(21, "the whole recipe:", f"netlab explain {lab.name}"),
-    ])
+    def lines(pair: PodPair, sw: str) -> list[Line]:
+        return [
+            col(21, "ping across nodes:", f"netlab exec {lab.name} {pair.src.host} -- ping -c 3 {pair.dst_ip}"),
+            encap_capture(21, "see the VXLAN:", sw, encap_of(lab)),
+            col(21, "VTEP state:", f"netlab exec {lab.name} node1 -- bridge fdb show dev {DEVICE.format(vni=lab.options.vni)}"),
+            col(21, "the whole recipe:", f"netlab explain {lab.name}"),
+        ]
+    return pod_pair_steps(lab.name, p, lines)
 
 
 PICTURE = r"""

@@ -13,9 +13,10 @@ addresses and neighbours from the plan, so a hint shows what the lab was built w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
-from ..plan import Addr, Netns, Plan, Route, Veth
+from ..encap import ETHERNET, Encap
+from ..plan import Addr, Netns, Plan, PodPair, Route, Veth, cross_node_pair
 
 OK = "ok"  # exits 0
 RUNS = "runs"  # runs until stopped (a capture): still running after a moment, or exited 0
@@ -80,6 +81,35 @@ class Steps(str):
 def col(width: int, label: str, command: str, remark: str = "", expect: str = OK) -> Hint:
     """A hint whose label is padded to ``width`` characters (one column per datapath's block)."""
     return Hint(f"{label:<{width}}", command, remark, expect)
+
+
+def pod_pair_steps(lab: str, plan: Plan, lines: Callable[[PodPair, str], list[Line]]) -> Steps:
+    """The next steps of a lab whose lessons are about pods on different nodes.
+
+    ``lines`` gets the plan's cross-node pod pair and the switch namespace the pair's source node
+    is plugged into, which is where the underlay traffic between the nodes can be watched. A plan
+    without such a pair (one node, or overlapping pod addresses) only gets ``netlab status``:
+    there is no pod-to-pod path across nodes to try.
+    """
+    pair = cross_node_pair(plan)
+    if pair is None:
+        return Steps([Hint("", f"netlab status {lab}")])
+    return Steps(lines(pair, switch_of(plan, plan.host(str(pair.src.node)).name)))
+
+
+def encap_capture(width: int, label: str, switch: str, encap: Encap) -> Hint:
+    """Watch the encapsulated packets on the underlay switch, with the filter the encapsulation
+    implies: its UDP port, or IP protocol 4 for IPIP (which has no port).
+
+    How tcpdump shows them differs by what the tunnel carries: a VXLAN frame is decoded all the
+    way in by tcpdump itself, and ``-e`` adds both the outer and the inner MACs; bare IP in UDP
+    on a port tcpdump does not know stays an opaque payload, so ``-X`` prints it in hex, where
+    the inner IPv4 header (``45 00 …``) can be read; IPIP is decoded natively and needs nothing.
+    """
+    if encap.udp_port is None:
+        return col(width, label, f"ip netns exec {switch} tcpdump -ni br0 ip proto 4", expect=RUNS)
+    flag = "-e" if encap.carries == ETHERNET else "-X"
+    return col(width, label, f"ip netns exec {switch} tcpdump -ni br0 {flag} udp port {encap.udp_port}", expect=RUNS)
 
 
 # -- what the hints print, read from the plan --------------------------------------------------------
