@@ -31,12 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from ..encap import Encap
 from ..errors import NetlabError
 from ..plan import Plan
 from . import bpf
 from .decode import decode
 from .path import interfaces as plan_interfaces
-from .path import vxlan_ports
 from .pcap import PcapngWriter, PcapWriter, linktype
 from .sniff import Frame, Interface, Sniffer, kernel_order
 
@@ -94,9 +94,9 @@ def _gso_note(f: Frame) -> str | None:
     return None
 
 
-def line(f: Frame, vports: set[int]) -> str:
+def line(f: Frame, encap: Encap | None) -> str:
     t = datetime.fromtimestamp(f.ts_ns // 1_000_000_000).strftime("%H:%M:%S") + f".{f.ts_ns % 1_000_000_000 // 1000:06d}"
-    d = decode(f.data, f.ethernet, vports)
+    d = decode(f.data, f.ethernet, encap)
     gso = _gso_note(f)
     return (f"{t} {f.where} {'tx' if f.direction == 'out' else 'rx'} {f.wirelen} B  {d.text}"
             + (f"  [+{d.payload} B]" if d.payload else "") + (f"  !{gso}" if gso else ""))
@@ -146,7 +146,6 @@ def run(plan: Plan, targets: list[Target], write: str | None = None, count: int 
         expr: str = "", decode_live: bool = False, split: bool = False, duration: float | None = None,
         out: Callable[[str], None] = print, ready: Callable[[list[Interface], list[str]], None] | None = None) -> CaptureStats:
     stats = CaptureStats()
-    vports = vxlan_ports(plan)
     program = bpf.for_expr(expr)
     with ExitStack() as stack:
         sniffer = stack.enter_context(Sniffer({t.ns: (t.host, t.ifaces) for t in targets}, program=program))
@@ -172,7 +171,7 @@ def run(plan: Plan, targets: list[Target], write: str | None = None, count: int 
                 for f in kernel_order(sniffer.poll_once(wait)):  # one batch, in kernel order
                     _record(f, by_key, classic, ng)
                     if not write or decode_live:
-                        out(line(f, vports))
+                        out(line(f, plan.encap))
                     stats.packets += 1
                     if count is not None and stats.packets >= count:
                         break

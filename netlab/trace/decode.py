@@ -6,13 +6,16 @@ flannel0, ARPHRD_NONE; an IPIP device such as tunl0). The TUN's "missing" Ethern
 point of flannel's UDP backend, so it is decoded, not papered over.
 
 What scapy does not bind by itself, decided here per packet and without touching scapy's global
-bindings (other code in the same process keeps scapy's defaults):
+bindings (other code in the same process keeps scapy's defaults). The ports come from the plan's
+:class:`~netlab.encap.Encap` (``plan.encap``), the one place a datapath declares them:
 
 - VXLAN on a port a plan configures that scapy does not know (it binds 4789, 4790, 6633, 8472 and
   48879 on either port, so flannel's 8472 and Calico's 4789 already decode);
-- IP carried bare in UDP, as flannel's UDP backend does on port 8285 (flanneld's proxy sends the
-  inner packet as the whole payload, with no header of its own). Recognised by port, or by a
-  payload that is a well-formed IPv4 header whose length and checksum match;
+- IP carried bare in UDP, as flannel's UDP backend does (on 8285 unless ``-o port=`` says
+  otherwise; flanneld's proxy sends the inner packet as the whole payload, with no header of its
+  own). Recognised by the plan's port, where an IPv4 version nibble is enough (a capture cut
+  short or a bad inner checksum still decodes), or on any port by a payload that is a
+  well-formed IPv4 header whose length and checksum match;
 - a 10-byte ``virtio_net_hdr`` before that IP packet: netlab's opt-in ``flannel-udp -o
   mode=vnet-hdr`` (explicitly *not* flannel's format) forwards the TUN's GSO metadata that way.
   Shown as its own ``VirtioNetHdr`` layer so nobody mistakes it for flannel's wire format.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, ICMPerror, IPerror, TCPerror, UDPerror
 from scapy.layers.l2 import ARP, Ether
@@ -33,8 +36,8 @@ from scapy.layers.vxlan import VXLAN
 from scapy.fields import ByteField, LEShortField
 from scapy.packet import NoPayload, Packet, Padding, Raw
 
-#: flannel's UDP backend (DATAPATHS.md §2a): the payload of UDP 8285 is a bare IP packet.
-IP_IN_UDP_PORTS = frozenset({8285})
+from ..encap import ETHERNET, Encap
+
 #: What scapy itself binds VXLAN to (scapy/layers/vxlan.py), on either port.
 SCAPY_VXLAN_PORTS = frozenset({4789, 4790, 6633, 8472, 48879})
 
@@ -139,10 +142,21 @@ def _fixup(pkt: Packet, vxlan_ports: frozenset[int], ip_ports: frozenset[int]) -
         layer = layer.payload
 
 
-def dissect(data: bytes, ethernet: bool, vxlan_ports: Iterable[int] = (),
-            ip_ports: Iterable[int] = IP_IN_UDP_PORTS) -> Packet:
+def udp_ports(encap: Encap | None) -> tuple[frozenset[int], frozenset[int]]:
+    """(VXLAN ports scapy does not bind itself, ports whose payload is a bare IP packet) for a
+    plan's encapsulation: a UDP encapsulation carrying Ethernet is VXLAN, one carrying IP is
+    flannel's UDP backend. IPIP, or no encapsulation, has no port to know."""
+    if encap is None or encap.udp_port is None:
+        return frozenset(), frozenset()
+    port = frozenset({encap.udp_port})
+    if encap.carries == ETHERNET:
+        return port - SCAPY_VXLAN_PORTS, frozenset()
+    return frozenset(), port
+
+
+def dissect(data: bytes, ethernet: bool, encap: Encap | None = None) -> Packet:
     pkt = Ether(data) if ethernet else IP(data)
-    _fixup(pkt, frozenset(vxlan_ports) - SCAPY_VXLAN_PORTS, frozenset(ip_ports))
+    _fixup(pkt, *udp_ports(encap))
     return pkt
 
 
@@ -211,10 +225,13 @@ def layers(pkt: Packet) -> Decoded:
     return Decoded(out, payload, pkt)
 
 
-def decode(data: bytes, ethernet: bool, vxlan_ports: Iterable[int] = (),
-           ip_ports: Iterable[int] = IP_IN_UDP_PORTS) -> Decoded:
-    """Decode one captured packet; never raises (an undecodable packet is one ``Raw`` layer)."""
+def decode(data: bytes, ethernet: bool, encap: Encap | None = None) -> Decoded:
+    """Decode one captured packet; never raises (an undecodable packet is one ``Raw`` layer).
+
+    ``encap`` is the plan's (:attr:`netlab.plan.Plan.encap`): which UDP port carries VXLAN or a
+    bare IP packet in this lab. Without it only scapy's own bindings and the shape of a payload
+    decide."""
     try:
-        return layers(dissect(data, ethernet, vxlan_ports, ip_ports))
+        return layers(dissect(data, ethernet, encap))
     except Exception as e:  # scapy raises assorted errors on truncated/odd input
         return Decoded([Layer("Raw", {"len": len(data), "error": str(e)}, f"Raw {len(data)} B (undecodable)")])

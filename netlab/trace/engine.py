@@ -30,13 +30,14 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from ..encap import Encap
 from ..errors import NetlabError
 from ..plan import Netns, Plan
 from . import bpf, evidence
 from .decode import Decoded, decode
 from .diff import Change, diff
 from .path import (Endpoint, Expectation, Iface, expected_next, interfaces, is_bridge_port, lookup, path_namespaces,
-                   resolve, vxlan_ports)
+                   resolve)
 from .path import local_addresses as path_local
 from .probe import Probe, send, source_address
 from .sniff import PACKET_OTHERHOST, Frame, Sniffer, kernel_order
@@ -258,11 +259,12 @@ class _Sightings:
     kinds: dict[int, str] = field(default_factory=dict)
 
 
-def _catch(sniffer: Sniffer, probe: Probe, src_ns: str, timeout: float, linger: float, vports: set[int]) -> _Sightings:
+def _catch(sniffer: Sniffer, probe: Probe, src_ns: str, timeout: float, linger: float,
+           encap: Encap | None) -> _Sightings:
     """Read the sockets until the timeout, or until ``linger`` seconds after the first answer
     arrives back in the source namespace (stragglers on other hops are still caught). Frames are
-    decoded once per distinct bytes (both ends of a veth see the same) and kept if they concern
-    the probe."""
+    decoded once per distinct bytes (both ends of a veth see the same), with the plan's ``encap``
+    saying which UDP ports carry what, and kept if they concern the probe."""
     seen = _Sightings()
     cache: dict[tuple[bytes, bool], Decoded] = {}
     deadline = time.monotonic() + timeout
@@ -275,7 +277,7 @@ def _catch(sniffer: Sniffer, probe: Probe, src_ns: str, timeout: float, linger: 
         for f in sniffer.poll_once(end - now):
             d = cache.get((f.data, f.ethernet))
             if d is None:
-                d = cache[(f.data, f.ethernet)] = decode(f.data, f.ethernet, vports)
+                d = cache[(f.data, f.ethernet)] = decode(f.data, f.ethernet, encap)
             kind = probe.classify(d)
             if kind is None:
                 continue
@@ -344,13 +346,12 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
     result.probe = probe
     program = bpf.for_expr(probe.bpf())
     pending = evidence.Pending(plan, [n.name for n in nss])
-    vports = vxlan_ports(plan)
     seen = _Sightings()
     with Sniffer({n.name: (n.host, None) for n in nss}, program=program) as sniffer:
         before = pending.result()
         refused = send(src_ns.name, probe)
         if refused is None:
-            seen = _catch(sniffer, probe, src_ns.name, timeout, linger, vports)
+            seen = _catch(sniffer, probe, src_ns.name, timeout, linger, plan.encap)
     if refused is not None:
         result.stop = _refused(src_ns, dst, probe, refused)
         result.elapsed = time.monotonic() - t_start

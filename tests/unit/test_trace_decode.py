@@ -7,6 +7,7 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
+from netlab.encap import VXLAN as VXLAN_ENCAP
 from netlab.trace.decode import decode, looks_like_ipv4
 
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
@@ -40,7 +41,7 @@ def test_calico_vxlan_4789_decodes():
 def test_vxlan_on_a_port_only_the_plan_knows():
     pkt = Ether() / IP() / UDP(sport=40000, dport=4444) / VXLAN(flags=0x08, vni=9) / Ether() / inner()
     assert "VXLAN" not in decode(bytes(pkt), True).names  # scapy alone does not know 4444
-    d = decode(bytes(pkt), True, vxlan_ports={4444})
+    d = decode(bytes(pkt), True, VXLAN_ENCAP.on(4444))
     assert d.names == ["Ether", "IP", "UDP", "VXLAN", "Ether", "IP", "ICMP"]
 
 

@@ -6,7 +6,7 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from netlab import api, model
+from netlab import api, encap, model
 from netlab.plan import Fdb, Vxlan
 from netlab.trace import path
 from netlab.trace.decode import decode
@@ -56,7 +56,7 @@ def test_stop_reason_names_delivery_dnat_loss_and_lost_answers():
 
 
 def test_reframing_reports_the_removed_headers_before_the_added_ones():
-    old = decode(bytes(Ether() / IP() / UDP(dport=8472) / VXLAN() / Ether() / IP() / ICMP()), True, {8472})
+    old = decode(bytes(Ether() / IP() / UDP(dport=8472) / VXLAN() / Ether() / IP() / ICMP()), True, encap.VXLAN.on(8472))
     new = decode(bytes(IP() / UDP(dport=8285) / IP() / ICMP()), False)
     kinds = [c.kind for c in _encap_changes(old.layers[:5], new.layers[:2])]
     assert kinds == ["encap-removed", "encap-added"]
