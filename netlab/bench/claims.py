@@ -8,9 +8,9 @@ measured for the reference lab in the same run, and fall back to the seed's own 
 such lab ran.
 
 Which claim a lab is about is read from its plan, not from its name, so labs added later are
-classified without touching this file: a TUN device or a daemon forwarding packets is flannel's
-UDP mode, a VXLAN device is a VXLAN overlay, a datapath that needs ``ipip`` links is IPIP, a
-multi-node datapath without any of these is routed (host-gw, or Calico BGP when it is Calico's).
+classified without touching this file: the encapsulation the datapath declares on the plan
+(:attr:`netlab.plan.Plan.encap`) says VXLAN, flannel's bare IP in UDP or IPIP; a multi-node lab
+without one is routed (host-gw, or Calico BGP when it is Calico's) or Docker's NAT bridge.
 
 A verdict never says "wrong": it says whether the claim *holds here* and, when it does not, the
 one mechanism that explains the difference on a one-machine namespace lab (offloads hide
@@ -21,8 +21,8 @@ both the lab and its baseline). DATAPATHS.md §6 has the published numbers behin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
 
+from ..encap import Encap
 from .stats import Ratio
 
 #: tolerance for "about as fast as": the reference's ratio ± 10 %
@@ -63,21 +63,23 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
 )}
 
 
-def classify(datapath: str, requires: Iterable[str], kinds: set[str], nodes: int) -> str | None:
-    """The claim a lab is about, from its datapath's name and what its plan holds.
+#: The claim about each encapsulation, by :attr:`netlab.encap.Encap.name`: the seed's figures are
+#: about the wrapping (VXLAN, flannel's UDP forwarder, IPIP), whichever datapath does it.
+BY_ENCAP = {"vxlan": "vxlan", "udp": "flannel-udp", "ipip": "ipip"}
 
-    ``kinds`` are the plan's object type names (``Vxlan``, ``Tun``, ``Daemon``, …). Returns None
-    for labs the seed makes no throughput claim about (one node, Docker's NAT bridge).
+
+def classify(datapath: str, encap: Encap | None, nodes: int) -> str | None:
+    """The claim a lab is about, from the encapsulation its plan declares (``plan.encap``).
+
+    Only labs without encapsulation need the datapath's name: Docker's NAT bridge is not about
+    routing pods (None), Calico's BGP is compared with host-gw, any other routed datapath is
+    host-gw. Returns None for labs the seed makes no throughput claim about (one node, Docker, an
+    encapsulation it says nothing about).
     """
-    requires = set(requires)
     if nodes < 2:
         return None
-    if "Tun" in kinds or "tun" in requires or "udp" in datapath.split("-"):
-        return "flannel-udp"
-    if "ipip" in requires or "ipip" in datapath:
-        return "ipip"
-    if "Vxlan" in kinds or "vxlan" in requires:
-        return "vxlan"
+    if encap is not None:
+        return BY_ENCAP.get(encap.name)
     if "docker" in datapath:
         return None
     if "calico" in datapath:

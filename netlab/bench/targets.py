@@ -212,8 +212,7 @@ def select(labs: list[str], prefix: str) -> tuple[list[Candidate], list[Skipped]
                 skipped.append(Skipped(stem, f"instance '{inst}' is half built (a crash?): netlab down {inst}"))
                 continue
             attach = True
-        kinds = {type(o).__name__ for o in plan.objects}
-        claim = classify(m.datapath, dp.requires, kinds, m.nodes)
+        claim = classify(m.datapath, plan.encap, m.nodes)
         found.append(Candidate(stem, m, plan, *ends, claim, attach))
     return found, skipped
 

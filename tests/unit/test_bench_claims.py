@@ -7,6 +7,7 @@ import pytest
 
 from netlab import api, model
 from netlab.bench.claims import CLAIMS, Context, classify, mss_loss, verdict
+from netlab.encap import IPIP, UDP, VXLAN
 from netlab.bench.stats import Ratio
 from netlab.bench.targets import baseline_plan, endpoints
 from netlab.plan import Addr, Netns, Veth
@@ -16,20 +17,20 @@ def r(v: float, spread: float = 0.0) -> Ratio:
     return Ratio(v, v - spread, v + spread)
 
 
-@pytest.mark.parametrize("datapath,requires,kinds,nodes,want", [
-    ("flannel-vxlan", ("bridge", "veth", "vxlan"), {"Vxlan", "Bridge"}, 2, "vxlan"),
-    ("calico-vxlan", ("veth", "vxlan"), {"Vxlan"}, 2, "vxlan"),
-    ("flannel-udp", ("tun",), {"Tun", "Daemon"}, 2, "flannel-udp"),
-    ("calico-ipip", ("ipip",), {"Ipip"}, 2, "ipip"),
-    ("flannel-host-gw", ("bridge", "veth"), {"Bridge"}, 2, "host-gw"),
-    ("host-gw", ("bridge", "veth"), {"Bridge"}, 2, "host-gw"),
-    ("calico", ("veth",), {"Veth", "Daemon"}, 2, "calico-bgp"),
-    ("calico-rr", ("veth",), {"Veth", "Daemon"}, 3, "calico-bgp"),
-    ("docker-nat", ("bridge", "veth"), {"Bridge", "Daemon"}, 2, None),
-    ("docker-bridge", ("bridge", "veth"), {"Bridge"}, 1, None),
+@pytest.mark.parametrize("datapath,encap,nodes,want", [
+    ("flannel-vxlan", VXLAN.on(8472), 2, "vxlan"),
+    ("calico-vxlan", VXLAN.on(4789), 2, "vxlan"),
+    ("flannel-udp", UDP.on(8285), 2, "flannel-udp"),
+    ("calico-ipip", IPIP, 2, "ipip"),
+    ("flannel-host-gw", None, 2, "host-gw"),
+    ("host-gw", None, 2, "host-gw"),
+    ("calico", None, 2, "calico-bgp"),
+    ("calico-rr", None, 3, "calico-bgp"),
+    ("docker-nat", None, 2, None),
+    ("docker-bridge", None, 1, None),
 ])
-def test_classify_reads_the_plan_not_just_the_name(datapath, requires, kinds, nodes, want):
-    assert classify(datapath, requires, kinds, nodes) == want
+def test_classify_reads_the_plan_not_just_the_name(datapath, encap, nodes, want):
+    assert classify(datapath, encap, nodes) == want
 
 
 def test_a_ratio_inside_the_claim_holds():
