@@ -11,20 +11,26 @@ from __future__ import annotations
 import shlex
 from typing import Any, Callable
 
-from .plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Netns, Plan, Route, Ruleset, Sysctl, Tun, Veth,
-                   VethEnd, Vxlan)
+from .plan import Daemon, File, Ipip, Netns, Plan, Ruleset, Sysctl, Tun, Veth
+from .spec import KINDS, Kind, spec_of
 
 
-def _opt(flag: str, value) -> str:
-    return f" {flag} {value}" if value is not None else ""
+def _words(spec: Kind, obj: Any, where: str) -> str:
+    """The declared fields of ``obj`` held in ``where``, as iproute2 words, in declaration order."""
+    words = [f.words(getattr(obj, f.name)) for f in spec.fields if f.where == where]
+    return "".join(f" {w}" for w in words if w)
 
 
-def _end_settings(end: VethEnd) -> list[str]:
+def _end_settings(spec: Kind, end: Any) -> list[str]:
+    """What follows creation for one end: its master (a veth peer joins after birth), its
+    bridge-port flags (hairpin), and up."""
     out = []
-    if end.master:
-        out.append(f"ip -n {end.ns} link set {end.name} master {end.master}")
-        if end.hairpin:
-            out.append(f"bridge -n {end.ns} link set dev {end.name} hairpin on")
+    master = getattr(end, "master", None)
+    if master:
+        out.append(f"ip -n {end.ns} link set {end.name} master {master}")
+    port = _words(spec, end, "brport")
+    if port:
+        out.append(f"bridge -n {end.ns} link set dev {end.name}{port}")
     out.append(f"ip -n {end.ns} link set {end.name} up")
     return out
 
@@ -45,31 +51,22 @@ def _netns(o: Netns) -> list[str]:
     return [f"ip netns add {o.name}", f"ip -n {o.name} link set lo up"]
 
 
-def _bridge(o: Bridge) -> list[str]:
-    """A bridge, created with its MAC, MTU and queue length, then set up."""
-    return [(f"ip -n {o.ns} link add {o.name}{_opt('address', o.mac)}{_opt('mtu', o.mtu)}"
-             f"{_opt('txqueuelen', o.txqueuelen)} type bridge"),
-            f"ip -n {o.ns} link set {o.name} up"]
+def _link(o: Any) -> list[str]:
+    """``ip link add NAME <address, mtu, txqueuelen> type KIND <the kind's own fields>``, then
+    each end's settings: the generic form, from the kind's declaration."""
+    spec = spec_of(o)
+    create = f"ip -n {o.ns} link add {o.name}{_words(spec, o, 'link')} type {spec.link}{_words(spec, o, 'data')}"
+    return [create, *_end_settings(spec, o)]
 
 
 def _veth(o: Veth) -> list[str]:
     """A veth pair born with each end in its own namespace (never in the root one), then each
     end's bridge membership, hairpin and up."""
+    spec = spec_of(o)
     a, b = o.a, o.b
-    first = (f"ip -n {a.ns} link add {a.name}{_opt('address', a.mac)}{_opt('mtu', a.mtu)}"
-             f"{_opt('txqueuelen', a.txqueuelen)} type veth "
-             f"peer name {b.name}{_opt('address', b.mac)}{_opt('mtu', b.mtu)}"
-             f"{_opt('txqueuelen', b.txqueuelen)} netns {b.ns}")
-    return [first, *_end_settings(a), *_end_settings(b)]
-
-
-def _vxlan(o: Vxlan) -> list[str]:
-    """A VTEP: VNI, local underlay address and device, UDP port, and whether it learns remote
-    MACs (Flannel and Calico program the FDB themselves: nolearning)."""
-    learn = "learning" if o.learning else "nolearning"
-    return [f"ip -n {o.ns} link add {o.name}{_opt('address', o.mac)}{_opt('mtu', o.mtu)} type vxlan id {o.vni} "
-            f"local {o.local} dev {o.dev} dstport {o.port} {learn}",
-            f"ip -n {o.ns} link set {o.name} up"]
+    first = (f"ip -n {a.ns} link add {a.name}{_words(spec, a, 'link')} type veth "
+             f"peer name {b.name}{_words(spec, b, 'link')} netns {b.ns}")
+    return [first, *_end_settings(spec, a), *_end_settings(spec, b)]
 
 
 def _mtu_and_up(ns: str, name: str, mtu: int | None) -> list[str]:
@@ -88,49 +85,25 @@ def _ipip(o: Ipip) -> list[str]:
     if o.name == "tunl0":
         first = f"ip -n {o.ns} link show tunl0 >/dev/null 2>&1 || ip -n {o.ns} tunnel add tunl0 mode ipip"
     else:
-        first = f"ip -n {o.ns} link add {o.name} type ipip{_opt('local', o.local)}{_opt('remote', o.remote)}"
+        first = f"ip -n {o.ns} link add {o.name} type ipip{_words(spec_of(o), o, 'data')}"
     return [first, *_mtu_and_up(o.ns, o.name, o.mtu)]
+
+
+#: Link kinds whose shell form is not the generic ``ip link add … type KIND …``.
+_LINKS: dict[str, Callable[[Any], list[str]]] = {"veth": _veth, "tun": _tun, "ipip": _ipip}
+
+
+def _entry(o: Any) -> list[str]:
+    """An address, neighbour, FDB entry or route: the kind's command, then its fields' words."""
+    spec = spec_of(o)
+    tail = f" {spec.tail}" if spec.tail else ""
+    return [spec.cmd.format(ns=o.ns) + _words(spec, o, "link") + tail]
 
 
 def _file(o: File) -> list[str]:
     """A daemon's config file, as a quoted here-document (nothing in it is expanded)."""
     body = o.content if o.content.endswith("\n") else o.content + "\n"
     return [f"cat > \"{o.path}\" <<'NETLAB_EOF'\n{body}NETLAB_EOF"]
-
-
-def _addr(o: Addr) -> list[str]:
-    return [f"ip -n {o.ns} addr add {o.cidr} dev {o.dev}"]
-
-
-def _neigh(o: Neigh) -> list[str]:
-    """A neighbour entry (permanent for a VTEP's remote MAC: no ARP across the overlay)."""
-    return [f"ip -n {o.ns} neigh replace {o.dst} lladdr {o.lladdr} dev {o.dev} nud {o.state}"]
-
-
-def _fdb(o: Fdb) -> list[str]:
-    """A VTEP's FDB entry: the remote MAC is behind the underlay address ``dst``."""
-    return [f"bridge -n {o.ns} fdb append {o.lladdr} dev {o.dev} dst {o.dst} self permanent"]
-
-
-def _route(o: Route) -> list[str]:
-    """A route in iproute2's words: type and destination, gateway, device, preferred source,
-    scope, protocol (boot, the default, is left out) and onlink."""
-    parts = [f"ip -n {o.ns} route add"]
-    parts.append(o.dst if o.type == "unicast" else f"{o.type} {o.dst}")
-    if o.via:
-        parts.append(f"via {o.via}")
-    if o.dev:
-        parts.append(f"dev {o.dev}")
-    if o.src:
-        parts.append(f"src {o.src}")
-    if o.scope:
-        # iproute2 names RT_SCOPE_UNIVERSE "global"; it rejects "universe"
-        parts.append(f"scope {'global' if o.scope == 'universe' else o.scope}")
-    if o.proto != "boot":
-        parts.append(f"proto {o.proto}")
-    if o.onlink:
-        parts.append("onlink")
-    return [" ".join(parts)]
 
 
 def _sysctl(o: Sysctl) -> list[str]:
@@ -150,19 +123,22 @@ def _daemon(o: Daemon) -> list[str]:
     return [f"ip netns exec {o.ns} {argv} >{_quote_run(f'{{run}}/{o.ns}.{o.name}.log')} 2>&1 &"]
 
 
-_COMMANDS: tuple[tuple[type, Callable[[Any], list[str]]], ...] = (
-    (Netns, _netns), (Bridge, _bridge), (Veth, _veth), (Vxlan, _vxlan), (Tun, _tun), (Ipip, _ipip),
-    (File, _file), (Addr, _addr), (Neigh, _neigh), (Fdb, _fdb), (Route, _route), (Sysctl, _sysctl),
-    (Ruleset, _ruleset), (Daemon, _daemon),
-)
+_SPECIAL: dict[type, Callable[[Any], list[str]]] = {
+    Netns: _netns, File: _file, Sysctl: _sysctl, Ruleset: _ruleset, Daemon: _daemon,
+}
 
 
-def commands(o) -> list[str]:
-    """The shell commands that create ``o``, one builder per kind of plan object."""
-    for kind, build in _COMMANDS:
-        if isinstance(o, kind):
-            return build(o)
-    raise TypeError(f"cannot describe {o!r}")
+def commands(o: Any) -> list[str]:
+    """The shell commands that create ``o``: a link from its kind's declaration (or its special
+    form), an entry from its command and fields, anything else by its own builder."""
+    if type(o) in _SPECIAL:
+        return _SPECIAL[type(o)](o)
+    spec = KINDS.get(type(o))
+    if spec is None:
+        raise TypeError(f"cannot describe {o!r}")
+    if spec.link:
+        return _LINKS.get(spec.link, _link)(o)
+    return _entry(o)
 
 
 def script(plan: Plan, title: str = "") -> str:
@@ -177,23 +153,14 @@ def script(plan: Plan, title: str = "") -> str:
     out.append("# --- namespaces")
     for n in plan.namespaces:
         out.extend(commands(n))
-    sections = [
-        ("links", (Bridge, Veth, Vxlan, Tun, Ipip)), ("addresses", (Addr,)), ("sysctls", (Sysctl,)),
-        ("permanent neighbours", (Neigh,)), ("fdb entries", (Fdb,)), ("routes", (Route,)),
-        ("iptables", (Ruleset,)), ("files", (File,)), ("daemons", (Daemon,)),
-    ]
-    for title_, kinds in sections:
-        objs = [o for k in kinds for o in plan.objects if isinstance(o, k)] if len(kinds) > 1 else plan.of(kinds[0])
-        if not objs:
-            continue
+    for phase, objs in plan.phased():
         out.append("")
-        out.append(f"# --- {title_}")
-        if kinds == (Bridge, Veth, Vxlan, Tun, Ipip):
-            # creation first (bridges before their ports), then membership and up
-            for o in objs:
-                out.append(commands(o)[0])
-            for o in objs:
-                out.extend(commands(o)[1:])
+        out.append(f"# --- {phase.title}")
+        if phase.name == "links":
+            # creation first, round by round (bridges before their ports), then membership and up
+            lines = [commands(o) for o in objs]
+            out.extend(cmds[0] for cmds in lines)
+            out.extend(line for cmds in lines for line in cmds[1:])
             continue
         for o in objs:
             for line in commands(o):

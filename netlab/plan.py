@@ -10,19 +10,19 @@ plan object is then used by
 
 so there is never a second copy of the truth.
 
-Objects are applied in phases (:data:`PHASES`), and in plan order within a phase. The order
-within a phase is significant: flannel installs the neighbour and FDB entries of a remote VTEP
-before the onlink route that uses them, and Calico's pod needs ``169.254.1.1 dev eth0 scope link``
-before ``default via 169.254.1.1``.
+Each class declares its kind once, in ``SPEC`` (:mod:`netlab.spec`): its phase, and every
+field's iproute2 keyword and netlink attribute. Objects are applied in phases
+(:data:`netlab.spec.PHASES`), and in plan order within a phase.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network, ip_address
-from typing import Iterator, Union
+from typing import ClassVar, Iterator, Union
 
 from .encap import Encap
+from .spec import LINK_FIELDS, MASTER, PHASES, Declared, Field, Kind, Phase, ends_of, spec_of
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,18 @@ class Netns:
 
 
 @dataclass(frozen=True)
-class Bridge:
+class Bridge(Declared):
     """A Linux bridge. ``txqueuelen`` None leaves the kernel's default (1000); Docker creates
     docker0 with 0 (a bridge is a software device with no qdisc queue of its own)."""
+
+    SPEC: ClassVar[Kind] = Kind("links", link="bridge", round=0, fields=LINK_FIELDS + (
+        Field("stp", ip="stp_state 1|stp_state 0", nla="IFLA_BR_STP_STATE", where="data", default=False),))
 
     ns: str
     name: str
     mtu: int | None = None
     mac: str | None = None
-    stp: bool = False
+    stp: bool = False  # the bridge plugin and Docker leave STP off: no 30 s listening/learning delay
     txqueuelen: int | None = None
 
 
@@ -64,12 +67,15 @@ class VethEnd:
 
 
 @dataclass(frozen=True)
-class Veth:
+class Veth(Declared):
     """A veth pair, created from ``a.ns`` with its peer placed straight into ``b.ns``.
 
     Because the pair is born with each end in its own lab namespace, no link ever appears in the
     root namespace, not even for a moment.
     """
+
+    SPEC: ClassVar[Kind] = Kind("links", link="veth", round=1, ends=("a", "b"), fields=LINK_FIELDS + (
+        MASTER, Field("hairpin", ip="hairpin on|hairpin off", nla="IFLA_BRPORT_MODE", where="brport", default=False)))
 
     a: VethEnd
     b: VethEnd
@@ -84,8 +90,15 @@ class Veth:
 
 
 @dataclass(frozen=True)
-class Vxlan:
+class Vxlan(Declared):
     """A VXLAN tunnel endpoint (VTEP) device: ``ip link add NAME type vxlan id VNI …``."""
+
+    SPEC: ClassVar[Kind] = Kind("links", link="vxlan", round=2, fields=LINK_FIELDS[:2] + (
+        Field("vni", ip="id", nla="IFLA_VXLAN_ID", where="data"),
+        Field("local", ip="local", nla="IFLA_VXLAN_LOCAL", where="data"),
+        Field("dev", ip="dev", nla="IFLA_VXLAN_LINK", where="data", ref=True),
+        Field("port", ip="dstport", nla="IFLA_VXLAN_PORT", where="data"),
+        Field("learning", ip="learning|nolearning", nla="IFLA_VXLAN_LEARNING", where="data")))
 
     ns: str
     name: str
@@ -99,8 +112,10 @@ class Vxlan:
 
 
 @dataclass(frozen=True)
-class Tun:
+class Tun(Declared):
     """A persistent TUN device (IFF_TUN|IFF_NO_PI: layer 3, no packet-info header)."""
+
+    SPEC: ClassVar[Kind] = Kind("links", link="tun", round=2, fields=LINK_FIELDS[1:2])
 
     ns: str
     name: str
@@ -108,7 +123,7 @@ class Tun:
 
 
 @dataclass(frozen=True)
-class Ipip:
+class Ipip(Declared):
     """An IP-in-IP tunnel device (``ip tunnel add NAME mode ipip``), NOARP, inner IP in outer IP.
 
     ``tunl0`` is special: it is the kernel's fallback IPIP device (``remote any local any``) that
@@ -117,6 +132,10 @@ class Ipip:
     With ``remote any`` the kernel takes the outer destination from the route's gateway, which is
     why Calico's routes read ``via <node IP> dev tunl0 onlink``.
     """
+
+    SPEC: ClassVar[Kind] = Kind("links", link="ipip", round=2, fields=LINK_FIELDS[1:2] + (
+        Field("local", ip="local", nla="IFLA_IPIP_LOCAL", where="data", optional=True),
+        Field("remote", ip="remote", nla="IFLA_IPIP_REMOTE", where="data", optional=True)))
 
     ns: str
     name: str
@@ -129,7 +148,10 @@ Link = Union[Bridge, Veth, Vxlan, Tun, Ipip]
 
 
 @dataclass(frozen=True)
-class Addr:
+class Addr(Declared):
+    SPEC: ClassVar[Kind] = Kind("addresses", cmd="ip -n {ns} addr add",
+                                fields=(Field("cidr", key=True), Field("dev", ip="dev", key=True)))
+
     ns: str
     dev: str
     cidr: str  # "10.244.1.0/32"
@@ -140,15 +162,22 @@ class Addr:
 
 
 @dataclass(frozen=True)
-class Route:
+class Route(Declared):
     """An IPv4 route in the main table.
 
     ``proto`` defaults to ``boot`` (3), what ``ip route add`` and the Go netlink library use, so
     ``ip route`` prints no ``proto`` for it, exactly as on a real flannel node.
     """
 
+    SPEC: ClassVar[Kind] = Kind("routes", cmd="ip -n {ns} route add", fields=(
+        Field("type", default="unicast"), Field("dst", key=True), Field("via", ip="via"),
+        Field("dev", ip="dev", optional=True), Field("src", ip="src"),
+        # iproute2 names RT_SCOPE_UNIVERSE "global"; it rejects "universe"
+        Field("scope", ip="scope", optional=True, shown=(("universe", "global"),)),
+        Field("proto", ip="proto", default="boot"), Field("onlink", ip="onlink", default=False)))
+
     ns: str
-    dst: str  # "default" or a CIDR
+    dst: str  # "default" or a CIDR in canonical form (the network address)
     via: str | None = None
     dev: str | None = None
     onlink: bool = False
@@ -163,8 +192,12 @@ class Route:
 
 
 @dataclass(frozen=True)
-class Neigh:
+class Neigh(Declared):
     """A permanent ARP entry (NUD_PERMANENT): the kernel never ages or re-resolves it."""
+
+    SPEC: ClassVar[Kind] = Kind("neighbours", cmd="ip -n {ns} neigh replace", fields=(
+        Field("dst", key=True), Field("lladdr", ip="lladdr"), Field("dev", ip="dev", key=True),
+        Field("state", ip="nud")))
 
     ns: str
     dev: str
@@ -174,8 +207,11 @@ class Neigh:
 
 
 @dataclass(frozen=True)
-class Fdb:
+class Fdb(Declared):
     """A VXLAN forwarding entry: inner MAC -> outer (underlay) destination IP, ``self permanent``."""
+
+    SPEC: ClassVar[Kind] = Kind("fdb", cmd="bridge -n {ns} fdb append", tail="self permanent", fields=(
+        Field("lladdr", key=True), Field("dev", ip="dev", key=True), Field("dst", ip="dst", key=True)))
 
     ns: str
     dev: str
@@ -184,7 +220,7 @@ class Fdb:
 
 
 @dataclass(frozen=True)
-class Sysctl:
+class Sysctl(Declared):
     """A sysctl inside a namespace. ``key`` is the path under /proc/sys with slashes
     (``net/ipv4/conf/eth0/arp_notify``), which also works for interface names with dots
     (``net/ipv6/conf/flannel.1/accept_ra``); ``sysctl -w`` accepts the same form.
@@ -193,6 +229,8 @@ class Sysctl:
     example ``net/bridge/bridge-nf-call-iptables`` only exists while br_netfilter is loaded, and
     without it bridged frames skip iptables anyway, which is what setting it to 0 asks for.
     """
+
+    SPEC: ClassVar[Kind] = Kind("sysctls")
 
     ns: str
     key: str
@@ -214,12 +252,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Ruleset:
+class Ruleset(Declared):
     """The iptables rules of one namespace, loaded at once with ``iptables-restore --noflush``.
 
     ``chains`` are the user chains to create (table, chain); ``policies`` set built-in chain
     policies (table, chain, policy).
     """
+
+    SPEC: ClassVar[Kind] = Kind("iptables")
 
     ns: str
     rules: tuple[Rule, ...]
@@ -245,7 +285,7 @@ class Ruleset:
 
 
 @dataclass(frozen=True)
-class Daemon:
+class Daemon(Declared):
     """A long-running process in a namespace (flannel's UDP forwarder, BIRD, …).
 
     ``argv`` may contain ``{run}``, replaced by the lab's state directory at start time.
@@ -253,6 +293,8 @@ class Daemon:
     ``stats`` is an optional path (with ``{run}``) where the daemon keeps a flat JSON object of
     counters; ``netlab status`` shows it next to the daemon's PID and liveness.
     """
+
+    SPEC: ClassVar[Kind] = Kind("daemons")
 
     ns: str
     name: str
@@ -263,7 +305,7 @@ class Daemon:
 
 
 @dataclass(frozen=True)
-class File:
+class File(Declared):
     """A file netlab writes before any daemon starts, typically a daemon's config (BIRD's).
 
     ``path`` must start with ``{run}/``: the file lives in the lab's state directory
@@ -271,14 +313,13 @@ class File:
     written. It belongs to no namespace. ``explain`` prints it as a heredoc.
     """
 
+    SPEC: ClassVar[Kind] = Kind("files")
+
     path: str
     content: str
 
 
 KernelObject = Union[Bridge, Veth, Vxlan, Tun, Ipip, Addr, Route, Neigh, Fdb, Sysctl, Ruleset, File, Daemon]
-
-#: The order objects are applied in; teardown needs no order, it deletes namespaces.
-PHASES: tuple[type, ...] = (Bridge, Veth, Vxlan, Tun, Ipip, Addr, Sysctl, Neigh, Fdb, Route, Ruleset, File, Daemon)
 
 
 @dataclass
@@ -305,11 +346,17 @@ class Plan:
     def in_ns(self, ns: str) -> list[KernelObject]:
         return [o for o in self.objects if _touches(o, ns)]
 
-    def phased(self) -> Iterator[tuple[type, list[KernelObject]]]:
-        for kind in PHASES:
-            objs = self.of(kind)
+    def in_phase(self, phase: str) -> list[KernelObject]:
+        """This phase's objects in plan order (links: by creation round, then plan order)."""
+        objs = [o for o in self.objects if spec_of(o).phase == phase]
+        return sorted(objs, key=lambda o: spec_of(o).round) if phase == "links" else objs
+
+    def phased(self) -> Iterator[tuple[Phase, list[KernelObject]]]:
+        """The phases that have objects, in :data:`~netlab.spec.PHASES` order."""
+        for phase in PHASES:
+            objs = self.in_phase(phase.name)
             if objs:
-                yield kind, objs
+                yield phase, objs
 
     def host(self, name: str) -> Netns:
         """Find a namespace by what a user types: ``node1``, ``node1-pod1``, ``switch`` or the full name."""
@@ -319,7 +366,7 @@ class Plan:
         raise KeyError(name)
 
     def links(self) -> list[Link]:
-        return [o for o in self.objects if isinstance(o, (Bridge, Veth, Vxlan, Tun, Ipip))]
+        return self.in_phase("links")  # type: ignore[return-value]  # the links phase holds links only
 
     def addresses(self, ns: str) -> list[str]:
         return [a.cidr for a in self.of(Addr) if a.ns == ns]
@@ -333,15 +380,13 @@ class Plan:
             for ns in _namespaces_of(o):
                 if ns not in known:
                     raise ValueError(f"{type(o).__name__} refers to unplanned namespace {ns}")
-            if isinstance(o, Veth):
-                check_ifname(o.a.name)
-                check_ifname(o.b.name)
-            elif isinstance(o, (Bridge, Vxlan, Tun, Ipip)):
-                check_ifname(o.name)
+            if spec_of(o).link:
+                for end in ends_of(o):
+                    check_ifname(end.name)
             elif isinstance(o, File) and (not o.path.startswith("{run}/") or ".." in o.path.split("/")):
                 raise ValueError(f"file {o.path} is outside the lab's state directory {{run}}/")
-            elif isinstance(o, Route) and o.via:
-                ip_address(o.via)
+            elif isinstance(o, Route):
+                _check_route(o)
 
 
 @dataclass(frozen=True)
@@ -392,12 +437,19 @@ def cross_node_pair(plan: Plan) -> PodPair | None:
     return found if isinstance(found, PodPair) else None
 
 
+def _check_route(o: Route) -> None:
+    """A gateway is an address, and a destination is written as its network, the way the kernel
+    reports it back (``10.244.1.0/24``, never ``10.244.1.7/24``), so verify can compare them."""
+    if o.via:
+        ip_address(o.via)
+    if o.dst != "default" and str(IPv4Network(o.dst)) != o.dst:
+        raise ValueError(f"route destination {o.dst} is not written as its network ({IPv4Network(o.dst, strict=False)})")
+
+
 def _namespaces_of(o: KernelObject) -> tuple[str, ...]:
-    if isinstance(o, Veth):
-        return (o.a.ns, o.b.ns)
     if isinstance(o, File):
         return ()
-    return (o.ns,)
+    return tuple(end.ns for end in ends_of(o))
 
 
 def _touches(o: KernelObject, ns: str) -> bool:

@@ -1,15 +1,16 @@
 """Apply a plan: the only code that writes to the kernel.
 
-Order (see :data:`netlab.plan.PHASES`):
+Order: the namespaces, each marked with the lab's ownership marker as it is born, then the
+phases of :data:`netlab.spec.PHASES`:
 
-1. namespaces, each marked with the lab's ownership marker as it is born;
-2. links: bridges, veth pairs (born with each end in its own namespace), VXLAN, TUN;
-3. link settings: bridge membership, hairpin, up;
-4. addresses, sysctls, permanent neighbours, FDB entries, routes: batched per namespace;
-5. iptables rulesets, one ``iptables-restore --noflush`` per namespace: each starts as soon as
-   its namespace exists (rules name interfaces by string) and all have finished before step 6;
-6. files under the lab's state directory (daemon configs);
-7. daemons.
+1. links, in creation rounds (bridges, veth pairs born with each end in its own namespace,
+   then VXLAN, TUN and IPIP devices), each round also settling the one before (a veth peer up
+   and in its bridge, hairpin); the encoders are in :mod:`.encode`;
+2. addresses, sysctls, permanent neighbours, FDB entries, routes: batched per namespace;
+3. iptables rulesets, one ``iptables-restore --noflush`` per namespace: each starts as soon as
+   its namespace exists (rules name interfaces by string) and all have finished before step 4;
+4. files under the lab's state directory (daemon configs);
+5. daemons.
 
 Any failure raises :class:`~netlab.errors.ApplyError` naming the object and the kernel's answer;
 the caller (:func:`netlab.api.up`) then tears down everything recorded so far.
@@ -22,14 +23,14 @@ import os
 import subprocess
 import time
 from collections import defaultdict
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import ApplyError, NetlabError
 from ..explain import describe
-from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Netns, Plan, Route, Ruleset, Sysctl, Tun, Veth,
-                    Vxlan)
+from ..plan import Daemon, File, Netns, Plan, Ruleset, Sysctl
+from ..spec import Phase, spec_of
 from ..state import DaemonRecord, State
-from . import netns, procs, tun
+from . import encode, netns, procs
 from .nl import Batch, NsLink
 
 Progress = Callable[[str], None]
@@ -51,6 +52,7 @@ class Applier:
         self._rules_pending: list[Ruleset] = []
         self._rules_running: list[tuple[Ruleset, subprocess.Popen]] = []
         self._rules_by_ns = {r.ns: r for r in plan.of(Ruleset)}
+        self._round: dict[str, Batch] = {}  # the batches of the link round being built
 
     # -- namespaces ---------------------------------------------------------------------------
     def namespaces(self) -> None:
@@ -87,92 +89,60 @@ class Applier:
                 obj, err = failures[0]
                 raise _fail(obj, err)
 
-    def _batch(self, batches: dict[str, Batch], ns: str) -> Batch:
-        b = batches.get(ns)
+    # -- links -------------------------------------------------------------------------------------
+    def batch(self, ns: str) -> Batch:
+        b = self._round.get(ns)
         if b is None:
-            b = batches[ns] = Batch(self.links[ns])
+            b = self._round[ns] = Batch(self.links[ns])
         return b
 
-    def _index(self, ns: str, name: str, obj) -> int:
+    def index(self, ns: str, name: str, obj: Any) -> int:
         try:
             return self.links[ns].index(name)
         except LookupError as e:
             raise _fail(obj, e) from None
 
-    # -- links -------------------------------------------------------------------------------------
-    def links_phase(self) -> None:
-        """Three rounds, one batch per namespace each: bridges; veth pairs (each end up, and the
-        end in the creating namespace already in its bridge); then VXLAN and TUN devices (which
-        need their parent's ifindex) and the remaining bridge memberships and hairpin flags."""
-        links = self.plan.links()
-        batches: dict[str, Batch] = {}
-        for o in links:
-            if isinstance(o, Bridge):
-                self._batch(batches, o.ns).bridge(o, o.name, o.mtu, o.mac, o.txqueuelen)
-        self._send(batches)
-        batches = {}
-        for o in links:
-            if isinstance(o, Veth):
-                a, b = o.a, o.b
-                master = self._index(a.ns, a.master, o) if a.master else None
-                self._batch(batches, a.ns).veth(o, a.name, a.mtu, a.mac, master, b.name, b.ns, b.mtu, b.mac,
-                                                txqlen=a.txqueuelen, peer_txqlen=b.txqueuelen)
-        self._send(batches)
-        batches = {}
-        for o in links:
-            if isinstance(o, Vxlan):
-                self._batch(batches, o.ns).vxlan(o, o.name, o.vni, o.port, o.local, self._index(o.ns, o.dev, o),
-                                                 o.learning, o.mtu, o.mac)
-            elif isinstance(o, Tun):
-                try:
-                    tun.create_persistent(o.ns, o.name)
-                except OSError as e:
-                    raise _fail(o, e.errno or errno.EIO) from None
-                self._batch(batches, o.ns).link_set(o, self._index(o.ns, o.name, o), up=True, mtu=o.mtu)
-            elif isinstance(o, Ipip):
-                self._ipip(o, batches)
-            elif isinstance(o, Veth):
-                b = o.b
-                master = self._index(b.ns, b.master, o) if b.master else None
-                self._batch(batches, b.ns).link_set(o, self._index(b.ns, b.name, o), up=True, master=master)
-                for end in (o.a, o.b):
-                    if end.hairpin:
-                        self._batch(batches, end.ns).hairpin(o, self._index(end.ns, end.name, o))
-        self._send(batches)
-
-    def _ipip(self, o: Ipip, batches: dict[str, Batch]) -> None:
-        """IPIP devices are rare (this kernel may not even have them): created through pyroute2.
-        ``tunl0`` appears by itself in every namespace once the ipip module is loaded, so like
-        Felix netlab only creates it when it is missing, then sets its MTU and brings it up."""
-        link = self.links[o.ns]
+    def lookup(self, ns: str, name: str) -> int | None:
         try:
-            link.index(o.name)
+            return self.links[ns].index(name)
         except LookupError:
-            kw = {"ifname": o.name, "kind": "ipip"}
-            if o.local:
-                kw["ipip_local"] = o.local
-            if o.remote:
-                kw["ipip_remote"] = o.remote
-            try:
-                link.ipr.link("add", **kw)
-            except Exception as e:
-                raise _fail(o, e) from None
-        self._batch(batches, o.ns).link_set(o, self._index(o.ns, o.name, o), up=True, mtu=o.mtu)
+            return None
+
+    def fail(self, obj: Any, err: BaseException | int) -> Exception:
+        return _fail(obj, err)
+
+    def links_phase(self, links: list) -> None:
+        """One batch per namespace per creation round (:attr:`netlab.spec.Kind.round`: bridges,
+        then veth pairs, then the devices that need a parent's ifindex), and each round also
+        settles the links of the round before it (a veth peer up and in its bridge, hairpin)."""
+        rounds: dict[int, list] = {}
+        for o in links:
+            rounds.setdefault(spec_of(o).round, []).append(o)
+        previous: list = []
+        for r in sorted(rounds):
+            self._round = {}
+            for o in previous:
+                encode.settle(self, o)
+            for o in rounds[r]:
+                encode.create(self, o)
+            self._send(self._round)
+            previous = rounds[r]
+        self._round = {}
+        for o in previous:
+            encode.settle(self, o)
+        self._send(self._round)
 
     # -- addresses, neighbours, fdb, routes --------------------------------------------------------
     def entries(self, objs: list) -> None:
+        """Netlink entries, one batch per namespace: the kernel processes a namespace's messages
+        in order, so consecutive phases (neighbours, FDB, routes) share one batch and keep it."""
         batches: dict[str, Batch] = {}
         for o in objs:
-            b = self._batch(batches, o.ns)
+            b = batches.get(o.ns)
+            if b is None:
+                b = batches[o.ns] = Batch(self.links[o.ns])
             try:
-                if isinstance(o, Addr):
-                    b.addr(o, o.dev, o.cidr)
-                elif isinstance(o, Neigh):
-                    b.neigh(o, o.dev, o.dst, o.lladdr)
-                elif isinstance(o, Fdb):
-                    b.fdb(o, o.dev, o.lladdr, o.dst)
-                elif isinstance(o, Route):
-                    b.route(o, o.dst, o.via, o.dev, o.onlink, o.scope, o.type, o.proto, o.src)
+                encode.entry(b, o)
             except LookupError as e:
                 raise _fail(o, e) from None
         self._send(batches)
@@ -269,26 +239,46 @@ class Applier:
         self.links.clear()
 
     # -- all of it -----------------------------------------------------------------------------------
+    def _step(self, phase: Phase, objs: list) -> None:
+        if phase.name == "links":
+            self.links_phase(objs)
+        elif phase.check == "entry":
+            self.entries(objs)
+        elif phase.name == "sysctls":
+            self.sysctls(objs)
+        elif phase.name == "iptables":  # loading since their namespaces appeared: wait for them
+            self._pump_rulesets(block=True)
+        elif phase.name == "files":
+            self.files(objs)
+        elif phase.name == "daemons":
+            self.daemons(objs)
+        else:
+            raise TypeError(f"no apply step for phase {phase.name}")
+
     def run(self) -> None:
+        """Namespaces, then every phase of :data:`netlab.spec.PHASES` in order. Consecutive entry
+        phases go to the kernel as one batch per namespace (see :meth:`entries`)."""
         try:
             self.progress(f"namespaces: {len(self.plan.namespaces)}")
             self.namespaces()
-            self.progress(f"links: {len(self.plan.links())}")
-            self.links_phase()
-            self._pump_rulesets()
-            self.entries(self.plan.of(Addr))
-            self.sysctls(self.plan.of(Sysctl))
-            entries = self.plan.of(Neigh) + self.plan.of(Fdb) + self.plan.of(Route)
-            self.progress(f"neighbours, fdb entries and routes: {len(entries)}")
-            self.entries(entries)
-            if self._rules_by_ns:
-                self.progress(f"iptables rulesets: {len(self._rules_by_ns)} (loading since their namespaces appeared)")
+            pending: list = []
+            titles: list[str] = []
+            for phase, objs in self.plan.phased():
+                self._pump_rulesets()
+                if phase.check == "entry":
+                    pending += objs
+                    titles.append(phase.title)
+                    continue
+                if pending:
+                    self.progress(f"{', '.join(titles)}: {len(pending)}")
+                    self.entries(pending)
+                    pending, titles = [], []
+                self.progress(f"{phase.title}: {len(objs)}")
+                self._step(phase, objs)
+            if pending:
+                self.progress(f"{', '.join(titles)}: {len(pending)}")
+                self.entries(pending)
             self._pump_rulesets(block=True)
-            self.files(self.plan.of(File))
-            daemons = self.plan.of(Daemon)
-            if daemons:
-                self.progress(f"daemons: {len(daemons)}")
-                self.daemons(daemons)
         finally:
             self._kill_rulesets()
             self.close()

@@ -22,17 +22,18 @@ from ipaddress import IPv4Interface
 from typing import Any
 
 from . import netns
-from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IFLA_BRPORT_MODE, IFLA_IFALIAS,
+from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IFLA_IFALIAS,
                     IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_INFO_SLAVE_DATA, IFLA_INFO_SLAVE_KIND, IFLA_LINKINFO,
-                    IFLA_NET_NS_FD, IFLA_VXLAN_ID, IFLA_VXLAN_LEARNING, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL,
-                    IFLA_VXLAN_PORT, NDA_DST, NDA_LLADDR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
+                    IFLA_NET_NS_FD, NDA_DST, NDA_LLADDR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
                     NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR, RTA_DST, RTA_GATEWAY, RTA_OIF,
                     RTA_PREFSRC, RTA_TABLE, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE,
-                    VETH_INFO_PEER, attr, be16, header, ifaddrmsg, ifinfomsg, ipv4, link_attrs, lladdr, ndmsg,
-                    nest, parse_attrs, rtmsg, string, u8, u32)
+                    VETH_INFO_PEER, attr, header, ifaddrmsg, ifinfomsg, ipv4, link_attrs, lladdr, ndmsg,
+                    nest, parse_attrs, rtmsg, string, u32)
 
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
+NUD = {"incomplete": 0x01, "reachable": 0x02, "stale": 0x04, "delay": 0x08, "probe": 0x10, "failed": 0x20,
+       "noarp": NUD_NOARP, "permanent": NUD_PERMANENT}
 NTF_SELF = 0x02
 RTNH_F_ONLINK = 4
 SCOPES = {"universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
@@ -127,43 +128,35 @@ class Batch:
         """``ip link set lo up alias <marker>``."""
         self._push(obj, RTM_NEWLINK, 0, ifinfomsg(index=1, flags=IFF_UP, change=IFF_UP) + string(IFLA_IFALIAS, alias))
 
-    def bridge(self, obj: Any, name: str, mtu: int | None, mac: str | None, txqlen: int | None = None) -> None:
-        """A bridge, up. A MAC given here is set at creation (addr_assign_type NET_ADDR_SET), so
-        the bridge keeps it; without one it takes the lowest MAC of its ports as they join."""
-        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac, txqlen=txqlen) + nest(
-            IFLA_LINKINFO, string(IFLA_INFO_KIND, "bridge"))
+    def link_new(self, obj: Any, kind: str, attrs: bytes, data: bytes = b"", up: bool = True) -> None:
+        """``ip link add … type KIND …``: ``attrs`` are the top-level IFLA_* (IFLA_IFNAME first),
+        ``data`` the kind's own IFLA_INFO_DATA. A MAC given here is set at creation
+        (addr_assign_type NET_ADDR_SET), so a bridge keeps it instead of taking the lowest MAC
+        of its ports as they join."""
+        info = string(IFLA_INFO_KIND, kind) + (nest(IFLA_INFO_DATA, data) if data else b"")
+        body = ifinfomsg(flags=IFF_UP if up else 0, change=IFF_UP) + attrs + nest(IFLA_LINKINFO, info)
         self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def veth(self, obj: Any, name: str, mtu: int | None, mac: str | None, master: int | None,
-             peer_name: str, peer_ns: str, peer_mtu: int | None, peer_mac: str | None,
-             txqlen: int | None = None, peer_txqlen: int | None = None) -> None:
+    def veth_new(self, obj: Any, attrs: bytes, peer_attrs: bytes, peer_ns: str) -> None:
         """A veth pair born with its peer in ``peer_ns`` (IFLA_NET_NS_FD in the peer's ifinfomsg).
 
         This end comes up at once; the peer cannot (the kernel configures it before the two ends
         know each other, and ``veth_open`` then fails with ENOTCONN), so it is raised afterwards."""
         fd = os.open(netns.path(peer_ns), os.O_RDONLY | os.O_CLOEXEC)
         self._fds.append(fd)
-        peer = ifinfomsg() + link_attrs(peer_name, peer_mtu, peer_mac, txqlen=peer_txqlen) + u32(IFLA_NET_NS_FD, fd)
-        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac, master, txqlen) + nest(
+        peer = ifinfomsg() + peer_attrs + u32(IFLA_NET_NS_FD, fd)
+        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + attrs + nest(
             IFLA_LINKINFO, string(IFLA_INFO_KIND, "veth"), nest(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer)))
-        self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
-
-    def vxlan(self, obj: Any, name: str, vni: int, port: int, local: str, dev: int, learning: bool,
-              mtu: int | None, mac: str | None) -> None:
-        data = (u32(IFLA_VXLAN_ID, vni) + u32(IFLA_VXLAN_LINK, dev) + ipv4(IFLA_VXLAN_LOCAL, local)
-                + u8(IFLA_VXLAN_LEARNING, int(learning)) + be16(IFLA_VXLAN_PORT, port))
-        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + link_attrs(name, mtu, mac) + nest(
-            IFLA_LINKINFO, string(IFLA_INFO_KIND, "vxlan"), nest(IFLA_INFO_DATA, data))
         self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def link_set(self, obj: Any, index: int, up: bool = True, mtu: int | None = None, master: int | None = None) -> None:
         body = ifinfomsg(index=index, flags=IFF_UP if up else 0, change=IFF_UP) + link_attrs(None, mtu, None, master)
         self._push(obj, RTM_NEWLINK, 0, body)
 
-    def hairpin(self, obj: Any, index: int) -> None:
-        """``bridge link set dev X hairpin on``: frames may leave by the port they came in on."""
+    def brport(self, obj: Any, index: int, data: bytes) -> None:
+        """Bridge-port flags (``bridge link set dev X hairpin on``): IFLA_INFO_SLAVE_DATA."""
         body = ifinfomsg(index=index) + nest(IFLA_LINKINFO, string(IFLA_INFO_SLAVE_KIND, "bridge"),
-                                             nest(IFLA_INFO_SLAVE_DATA, u8(IFLA_BRPORT_MODE, 1)))
+                                             nest(IFLA_INFO_SLAVE_DATA, data))
         self._push(obj, RTM_NEWLINK, 0, body)
 
     # -- addresses, neighbours, routes --------------------------------------------------------------
@@ -175,9 +168,9 @@ class Batch:
             body += ipv4(IFA_BROADCAST, str(iface.network.broadcast_address))
         self._push(obj, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def neigh(self, obj: Any, dev: str, dst: str, mac: str) -> None:
-        """``ip neigh replace DST lladdr MAC dev DEV nud permanent``."""
-        body = ndmsg(socket.AF_INET, self.link.index(dev), NUD_PERMANENT) + ipv4(NDA_DST, dst) + lladdr(NDA_LLADDR, mac)
+    def neigh(self, obj: Any, dev: str, dst: str, mac: str, state: str = "permanent") -> None:
+        """``ip neigh replace DST lladdr MAC dev DEV nud STATE`` (netlab plans permanent ones)."""
+        body = ndmsg(socket.AF_INET, self.link.index(dev), NUD[state]) + ipv4(NDA_DST, dst) + lladdr(NDA_LLADDR, mac)
         self._push(obj, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body)
 
     def fdb(self, obj: Any, dev: str, mac: str, dst: str) -> None:

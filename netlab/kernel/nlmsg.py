@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 # message types
 RTM_NEWLINK, RTM_GETLINK = 16, 18
@@ -33,8 +34,6 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_TXQLEN = 1, 3, 4, 10, 13
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 18, 20, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
-IFLA_BRPORT_MODE = 4  # hairpin
-IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 3, 4, 7, 15
 IFF_UP = 0x1
 # address, neighbour, route attributes
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
@@ -127,3 +126,51 @@ def parse_attrs(data: bytes, off: int = 0) -> dict[int, bytes]:
         out.setdefault(kind & 0x3FFF, data[off + 4: off + length])
         off += (length + 3) & ~3
     return out
+
+
+# -- attributes by name: the numbers and wire types of pyroute2's nla_map ----------------------------
+# A plan kind names each netlink attribute the way pyroute2 does (``IFLA_VXLAN_PORT``). pyroute2's
+# tables already hold every attribute's number (its position) and wire type, so netlab does not
+# keep a second copy of them: it looks them up once and packs the value with struct as above.
+
+def u16(kind: int, v: int) -> bytes:
+    return attr(kind, struct.pack("=H", v))
+
+
+_WIRE = {"uint8": u8, "uint16": u16, "uint32": u32, "be16": be16, "ip4addr": ipv4, "l2addr": lladdr,
+         "asciiz": string}
+_NLA: dict[tuple[str, str, str | None], tuple[int, Any]] = {}
+
+
+def _nla_table(where: str, kind: str | None) -> Any:
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    if where == "link":
+        return ifinfmsg.nla_map
+    data_map = ifinfmsg.ifinfo.data_map
+    return data_map["bridge_slave" if where == "brport" else kind].nla_map
+
+
+def nla(name: str | None, where: str = "link", kind: str | None = None) -> tuple[int, Any]:
+    """(number, encoder) of attribute ``name``: a top-level IFLA_* (``where="link"``), one inside
+    link ``kind``'s IFLA_INFO_DATA (``"data"``) or a bridge port's (``"brport"``)."""
+    if name is None:
+        raise TypeError("this field declares no netlink attribute")
+    key = (name, where, kind)
+    if key not in _NLA:
+        for i, entry in enumerate(_nla_table(where, kind)):
+            num, nla_name, wire = (entry if len(entry) == 3 else (i, *entry))
+            if nla_name == name:
+                if wire not in _WIRE:
+                    raise TypeError(f"{name}: netlab has no encoder for pyroute2's wire type {wire!r}")
+                _NLA[key] = (num, _WIRE[wire])
+                break
+        else:
+            raise KeyError(f"pyroute2 knows no netlink attribute {name} ({where} of {kind})")
+    return _NLA[key]
+
+
+def encode(name: str | None, value: Any, where: str = "link", kind: str | None = None) -> bytes:
+    """One attribute, by name; a bool is sent as 0 or 1."""
+    num, enc = nla(name, where, kind)
+    return enc(num, int(value) if isinstance(value, bool) else value)

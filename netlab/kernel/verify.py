@@ -24,11 +24,11 @@ from ipaddress import IPv4Network
 
 from .. import bgp
 from ..explain import describe
-from ..plan import (Addr, Bridge, Daemon, Fdb, File, Ipip, Neigh, Plan, Route, Ruleset, Sysctl, Tun, Veth,
-                    Vxlan)
+from ..plan import Daemon, File, Plan, Ruleset
+from ..spec import KINDS, LINK_KINDS, PHASE, Field, Kind, ends_of, spec_of
 from ..state import State
 from . import limits, netns, procs
-from .nl import PROTOS, RTNH_F_ONLINK, RTYPES, SCOPES, NsLink
+from .nl import NUD, PROTOS, RTNH_F_ONLINK, RTYPES, SCOPES, NsLink
 
 AF_BRIDGE = 7
 IFF_UP = 1
@@ -75,13 +75,15 @@ class Report:
 
 @dataclass
 class Snapshot:
-    """What one namespace holds, in plan vocabulary."""
+    """What one namespace holds, in plan vocabulary: each link as a dict keyed by the declared
+    field names (plus ``kind`` and ``up``), and each entry phase as rows keyed the same way."""
 
     links: dict[str, dict] = field(default_factory=dict)
-    addrs: set[tuple[str, str]] = field(default_factory=set)
-    routes: list[dict] = field(default_factory=list)
-    neighs: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
-    fdb: set[tuple[str, str, str]] = field(default_factory=set)
+    entries: dict[str, list[dict]] = field(default_factory=dict)  # phase name -> rows
+
+    @property
+    def routes(self) -> list[dict]:
+        return self.entries.get("routes", [])
 
 
 def _attr(msg, *path):
@@ -93,47 +95,77 @@ def _attr(msg, *path):
     return cur
 
 
+#: The link fields every kind declares at top level, and the bridge-port ones, read for every link.
+_TOP = {f.name: f for spec in LINK_KINDS.values() for f in spec.fields if f.where == "link"}
+_BRPORT = {f.name: f for spec in LINK_KINDS.values() for f in spec.fields if f.where == "brport"}
+
+
+def _link_info(m, names: dict[int, str]) -> dict:
+    """One RTM_NEWLINK as a dict of the declared fields: top-level ones for every link, and the
+    IFLA_INFO_DATA fields its kind declares (a VXLAN's vni, port, local, dev, learning)."""
+    kind = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_KIND")
+    info: dict = {"kind": kind, "up": bool(m["flags"] & IFF_UP)}
+    for f in _TOP.values():
+        info[f.name] = _read(f, m.get_attr(f.nla), names)
+    spec = LINK_KINDS.get(kind or "")
+    data = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_DATA")
+    for f in spec.fields if spec and data is not None else ():
+        if f.where == "data":
+            info[f.name] = _read(f, data.get_attr(f.nla), names)
+    return info
+
+
+def _read(f: Field, value, names: dict[int, str]):
+    return names.get(value or 0) if f.ref else value
+
+
+def _links(ipr, snap: Snapshot) -> dict[int, str]:
+    names: dict[int, str] = {}
+    msgs = list(ipr.get_links())
+    for m in msgs:
+        names[m["index"]] = m.get_attr("IFLA_IFNAME")
+    for m in msgs:
+        snap.links[names[m["index"]]] = _link_info(m, names)
+    for m in ipr.get_links(family=AF_BRIDGE):
+        pinfo = m.get_attr("IFLA_PROTINFO")
+        if pinfo is not None and names.get(m["index"]) in snap.links:
+            for f in _BRPORT.values():
+                snap.links[names[m["index"]]][f.name] = pinfo.get_attr(f.nla)
+    return names
+
+
+def _nud(state: int) -> str:
+    return next((name for name, bit in sorted(NUD.items(), key=lambda kv: -kv[1]) if state & bit), "none")
+
+
+def _entries(ipr, names: dict[int, str]) -> dict[str, list[dict]]:
+    """Addresses, routes (main table), neighbours and permanent FDB entries with an underlay
+    destination, each row keyed by the plan kind's field names."""
+    addrs = [{"dev": names.get(m["index"], "?"),
+              "cidr": f"{m.get_attr('IFA_LOCAL') or m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"}
+             for m in ipr.get_addr(family=socket.AF_INET)]
+    routes = []
+    for m in ipr.get_routes(family=socket.AF_INET, table=254):
+        dst = m.get_attr("RTA_DST")
+        routes.append({
+            "dst": "default" if not m["dst_len"] else str(IPv4Network(f"{dst}/{m['dst_len']}")),
+            "via": m.get_attr("RTA_GATEWAY"), "dev": names.get(m.get_attr("RTA_OIF") or 0),
+            "src": m.get_attr("RTA_PREFSRC"), "onlink": bool(m["flags"] & RTNH_F_ONLINK),
+            "scope": _REV_SCOPE.get(m["scope"], m["scope"]), "type": _REV_TYPE.get(m["type"], m["type"]),
+            "proto": _REV_PROTO.get(m["proto"], m["proto"]),
+        })
+    neighs = [{"dev": names.get(m["ifindex"], "?"), "dst": m.get_attr("NDA_DST"), "lladdr": m.get_attr("NDA_LLADDR"),
+               "state": _nud(m["state"])} for m in ipr.get_neighbours(family=socket.AF_INET)]
+    fdb = [{"dev": names.get(m["ifindex"], "?"), "lladdr": m.get_attr("NDA_LLADDR"), "dst": m.get_attr("NDA_DST")}
+           for m in ipr.get_neighbours(family=AF_BRIDGE) if m.get_attr("NDA_DST") and m["state"] & 0x80]
+    return {"addresses": addrs, "routes": routes, "neighbours": neighs, "fdb": fdb}
+
+
 def snapshot(ns: str) -> Snapshot:
     snap = Snapshot()
     with NsLink(ns) as link:
-        ipr = link.ipr
-        names: dict[int, str] = {}
-        msgs = list(ipr.get_links())
-        for m in msgs:
-            names[m["index"]] = m.get_attr("IFLA_IFNAME")
-        for m in msgs:
-            kind = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_KIND")
-            info = {
-                "kind": kind, "mtu": m.get_attr("IFLA_MTU"), "mac": m.get_attr("IFLA_ADDRESS"),
-                "master": names.get(m.get_attr("IFLA_MASTER") or 0), "up": bool(m["flags"] & IFF_UP),
-                "txqlen": m.get_attr("IFLA_TXQLEN"),
-            }
-            if kind == "vxlan":
-                data = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_DATA")
-                info.update(vni=data.get_attr("IFLA_VXLAN_ID"), port=data.get_attr("IFLA_VXLAN_PORT"),
-                            local=data.get_attr("IFLA_VXLAN_LOCAL"), learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")),
-                            dev=names.get(data.get_attr("IFLA_VXLAN_LINK") or 0))
-            snap.links[names[m["index"]]] = info
-        for m in ipr.get_links(family=AF_BRIDGE):
-            pinfo = m.get_attr("IFLA_PROTINFO")
-            if pinfo is not None and names.get(m["index"]) in snap.links:
-                snap.links[names[m["index"]]]["hairpin"] = bool(pinfo.get_attr("IFLA_BRPORT_MODE"))
-        for m in ipr.get_addr(family=socket.AF_INET):
-            snap.addrs.add((names.get(m["index"], "?"), f"{m.get_attr('IFA_LOCAL') or m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"))
-        for m in ipr.get_routes(family=socket.AF_INET, table=254):
-            dst = m.get_attr("RTA_DST")
-            snap.routes.append({
-                "dst": "default" if not m["dst_len"] else str(IPv4Network(f"{dst}/{m['dst_len']}")),
-                "via": m.get_attr("RTA_GATEWAY"), "dev": names.get(m.get_attr("RTA_OIF") or 0),
-                "onlink": bool(m["flags"] & RTNH_F_ONLINK), "scope": _REV_SCOPE.get(m["scope"], m["scope"]),
-                "type": _REV_TYPE.get(m["type"], m["type"]), "proto": _REV_PROTO.get(m["proto"], m["proto"]),
-            })
-        for m in ipr.get_neighbours(family=socket.AF_INET):
-            snap.neighs[(names.get(m["ifindex"], "?"), m.get_attr("NDA_DST"))] = (
-                m.get_attr("NDA_LLADDR"), bool(m["state"] & 0x80))
-        for m in ipr.get_neighbours(family=AF_BRIDGE):
-            if m.get_attr("NDA_DST") and m["state"] & 0x80:
-                snap.fdb.add((names.get(m["ifindex"], "?"), m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST")))
+        names = _links(link.ipr, snap)
+        snap.entries = _entries(link.ipr, names)
     return snap
 
 
@@ -159,37 +191,71 @@ def iptables_save(ns: str) -> dict[str, list[str]]:
     return tables
 
 
-def _diff_link(snap: Snapshot, end, kind: str) -> str:
+def _shown(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def _field_diffs(spec: Kind, obj, got: dict, where: tuple[str, ...]) -> list[str]:
+    """Every declared field of ``obj`` (in ``where``) that the kernel holds otherwise. None in an
+    optional field is the kernel's choice and is not compared; a bool compares as on/off."""
+    diffs = []
+    for f in spec.fields:
+        if f.where not in where or f.key:
+            continue
+        want = getattr(obj, f.name)
+        if want is None and f.optional:
+            continue
+        have = got.get(f.name)
+        if isinstance(want, bool):
+            have = bool(have)
+        if have != want:
+            label = f.ip if f.ip and " " not in f.ip and "|" not in f.ip else f.name
+            diffs.append(f"{label} {_shown(have)} (want {_shown(want)})")
+    return diffs
+
+
+def _diff_link(snap: Snapshot, spec: Kind, obj, end) -> str:
     got = snap.links.get(end.name)
     if got is None:
         return "missing"
-    diffs = []
-    if got["kind"] != kind:
-        diffs.append(f"type {got['kind']} (want {kind})")
-    if end.mtu and got["mtu"] != end.mtu:
-        diffs.append(f"mtu {got['mtu']} (want {end.mtu})")
-    if getattr(end, "mac", None) and got["mac"] != end.mac:
-        diffs.append(f"address {got['mac']} (want {end.mac})")
-    if getattr(end, "master", None) and got["master"] != end.master:
-        diffs.append(f"master {got['master']} (want {end.master})")
-    want_txq = getattr(end, "txqueuelen", None)
-    if want_txq is not None and got.get("txqlen") != want_txq:
-        diffs.append(f"txqueuelen {got.get('txqlen')} (want {want_txq})")
-    if getattr(end, "hairpin", False) and not got.get("hairpin"):
-        diffs.append("hairpin off (want on)")
+    diffs = [] if got["kind"] == spec.link else [f"type {got['kind']} (want {spec.link})"]
+    diffs += _field_diffs(spec, end, got, ("link", "brport") if end is not obj else ("link", "brport", "data"))
     if not got["up"]:
         diffs.append("down")
-    if isinstance(end, Vxlan):
-        for k in ("vni", "port", "local", "learning", "dev"):
-            if got.get(k) != getattr(end, k):
-                diffs.append(f"{k} {got.get(k)} (want {getattr(end, k)})")
     return ", ".join(diffs)
 
 
-def _route_matches(r: dict, o: Route) -> bool:
-    return (r["dst"] == (o.dst if o.dst == "default" else str(IPv4Network(o.dst))) and r["via"] == o.via
-            and (o.dev is None or r["dev"] == o.dev) and r["onlink"] == o.onlink and r["type"] == o.type
-            and r["proto"] == o.proto and (o.scope is None or r["scope"] == o.scope))
+def _diff_links(o, snaps: dict[str, Snapshot]) -> str:
+    """A link's ends against their namespaces (a veth names each end: ``ns/name: …``)."""
+    spec = spec_of(o)
+    if spec.ends:
+        return "; ".join(f"{e.ns}/{e.name}: {d}" for e in ends_of(o) if (d := _diff_link(snaps[e.ns], spec, o, e)))
+    return _diff_link(snaps[o.ns], spec, o, o)
+
+
+def _diff_entry(o, snap: Snapshot, index: dict) -> str:
+    """Find the kernel's rows with ``o``'s key fields, then diff the other fields: '' if one
+    matches, else what the first differs in (or ``missing`` when no row has the key)."""
+    spec = spec_of(o)
+    rows = index.get((spec.phase, tuple(getattr(o, f.name) for f in spec.keys)), [])
+    if not rows:
+        return "missing"
+    diffs = [_field_diffs(spec, o, r, ("link",)) for r in rows]
+    return "" if any(not d for d in diffs) else ", ".join(diffs[0])
+
+
+def _entry_index(snap: Snapshot) -> dict:
+    """Rows by (phase, key values), so each planned entry is found in one lookup."""
+    index: dict = {}
+    for phase, rows in snap.entries.items():
+        keys = _KEYS[phase]
+        for r in rows:
+            index.setdefault((phase, tuple(r.get(k) for k in keys)), []).append(r)
+    return index
+
+
+#: Each entry phase's key field names, from the declarations (every kind of a phase shares them).
+_KEYS = {spec.phase: tuple(f.name for f in spec.keys) for spec in KINDS.values() if PHASE[spec.phase].check == "entry"}
 
 
 def verify(plan: Plan, state: State | None = None) -> Report:
@@ -199,20 +265,11 @@ def verify(plan: Plan, state: State | None = None) -> Report:
     present = [n.name for n in plan.namespaces if netns.exists(n.name)]
     report.missing_namespaces = [n.name for n in plan.namespaces if n.name not in present]
     snaps = {ns: snapshot(ns) for ns in present}
-    saves: dict[str, dict] = {}
+    checker = Checker(snaps, state)
     for o in plan.objects:
-        if isinstance(o, Daemon):
-            continue
-        if isinstance(o, File):
-            if state is not None:  # where {run} is, only the state knows
-                report.findings.append(_file_finding(o, state))
-            continue
-        nss = (o.a.ns, o.b.ns) if isinstance(o, Veth) else (o.ns,)
-        if any(ns not in snaps for ns in nss):
-            report.findings.append(Finding(o.ns, describe(o), False, "namespace missing"))
-            continue
-        detail = _diff(o, snaps, saves)
-        report.findings.append(Finding(o.ns, describe(o), not detail, detail))
+        finding = checker.check(o)
+        if finding is not None:
+            report.findings.append(finding)
     if state is not None:
         _daemons(report, plan, state)
         _bgp(report, plan, state, snaps)
@@ -229,38 +286,39 @@ def _file_finding(o: File, state: State) -> Finding:
     return Finding("", describe(o).splitlines()[0], not detail, detail)
 
 
-_LINK_KINDS = {Bridge: "bridge", Vxlan: "vxlan", Tun: "tun", Ipip: "ipip"}
+class Checker:
+    """One finding per plan object, by its phase's way of reading back (:attr:`Phase.check`)."""
 
+    def __init__(self, snaps: dict[str, Snapshot], state: State | None) -> None:
+        self.snaps = snaps
+        self.state = state
+        self.saves: dict[str, dict] = {}
+        self.indexes = {ns: _entry_index(snap) for ns, snap in snaps.items()}
 
-def _diff(o, snaps: dict[str, Snapshot], saves: dict[str, dict]) -> str:
-    """How plan object ``o`` differs from what its namespace holds ('' when it matches)."""
-    if isinstance(o, Veth):
-        return "; ".join(f"{e.ns}/{e.name}: {d}" for e in (o.a, o.b) if (d := _diff_link(snaps[e.ns], e, "veth")))
-    if type(o) in _LINK_KINDS:
-        return _diff_link(snaps[o.ns], o, _LINK_KINDS[type(o)])
-    if isinstance(o, Addr):
-        return "" if (o.dev, o.cidr) in snaps[o.ns].addrs else "missing"
-    if isinstance(o, Neigh):
-        return _diff_neigh(snaps[o.ns], o)
-    if isinstance(o, Fdb):
-        return "" if (o.dev, o.lladdr, o.dst) in snaps[o.ns].fdb else "missing"
-    if isinstance(o, Route):
-        return "" if any(_route_matches(r, o) for r in snaps[o.ns].routes) else _route_hint(snaps[o.ns], o)
-    if isinstance(o, Sysctl):
-        value = read_sysctl(o.ns, o.path)
-        return "" if value == o.value or (value is None and not o.required) else f"is {value} (want {o.value})"
-    if isinstance(o, Ruleset):
-        return _diff_ruleset(o, saves.get(o.ns) or saves.setdefault(o.ns, iptables_save(o.ns)))
-    return ""
+    def check(self, o) -> Finding | None:
+        how = PHASE[spec_of(o).phase].check
+        if how == "daemon":
+            return None  # from the state: daemon_state
+        if how == "file":  # where {run} is, only the state knows
+            return _file_finding(o, self.state) if self.state is not None else None
+        missing = [e.ns for e in ends_of(o) if e.ns not in self.snaps]
+        if missing:
+            return Finding(o.ns, describe(o), False, "namespace missing")
+        detail = self.diff(how, o)
+        return Finding(o.ns, describe(o), not detail, detail)
 
-
-def _diff_neigh(snap: Snapshot, o: Neigh) -> str:
-    got = snap.neighs.get((o.dev, o.dst))
-    if got is None:
-        return "missing"
-    if got[0] != o.lladdr:
-        return f"lladdr {got[0]} (want {o.lladdr})"
-    return "" if got[1] else "not permanent"
+    def diff(self, how: str, o) -> str:
+        """How plan object ``o`` differs from what its namespace holds ('' when it matches)."""
+        if how == "link":
+            return _diff_links(o, self.snaps)
+        if how == "entry":
+            return _diff_entry(o, self.snaps[o.ns], self.indexes[o.ns])
+        if how == "sysctl":
+            value = read_sysctl(o.ns, o.path)
+            return "" if value == o.value or (value is None and not o.required) else f"is {value} (want {o.value})"
+        if how == "iptables":
+            return _diff_ruleset(o, self.saves.get(o.ns) or self.saves.setdefault(o.ns, iptables_save(o.ns)))
+        raise TypeError(f"no way to verify phase check {how!r}")
 
 
 def _diff_ruleset(o: Ruleset, tables: dict[str, list[str]]) -> str:
@@ -326,11 +384,3 @@ def _neighbour_table(report: Report, state: State, fulls_before: int | None) -> 
     note = limits.overflow_note(table)
     report.findings.append(Finding("", "the kernel's neighbour table has room (table_fulls unchanged since up)",
                                    not note, note))
-
-
-def _route_hint(snap: Snapshot, o: Route) -> str:
-    same = [r for r in snap.routes if r["dst"] == (o.dst if o.dst == "default" else str(IPv4Network(o.dst)))]
-    if not same:
-        return "missing"
-    r = same[0]
-    return f"differs: via {r['via']} dev {r['dev']} onlink={r['onlink']} type {r['type']} proto {r['proto']}"

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
 
 from ..errors import NetlabError
-from ..plan import Addr, Bridge, Daemon, Fdb, Ipip, Netns, Plan, Route, Ruleset, Tun, Veth, Vxlan
+from ..plan import Addr, Bridge, Daemon, Fdb, Netns, Plan, Route, Ruleset, Tun, Vxlan
+from ..spec import ends_of, spec_of
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,16 @@ class Iface:
 
 
 def interfaces(plan: Plan) -> dict[tuple[str, str], Iface]:
+    """Every planned interface, from the links' declarations: each end of each link, its kind,
+    the other end of a pair (a veth transmits into its peer) and its bridge."""
     out: dict[tuple[str, str], Iface] = {}
     for o in plan.links():
-        if isinstance(o, Veth):
-            for end, other in ((o.a, o.b), (o.b, o.a)):
-                out[(end.ns, end.name)] = Iface(end.ns, end.name, "veth", end, (other.ns, other.name), end.master)
-        elif isinstance(o, Bridge):
-            out[(o.ns, o.name)] = Iface(o.ns, o.name, "bridge", o)
-        elif isinstance(o, Vxlan):
-            out[(o.ns, o.name)] = Iface(o.ns, o.name, "vxlan", o)
-        elif isinstance(o, Tun):
-            out[(o.ns, o.name)] = Iface(o.ns, o.name, "tun", o)
-        elif isinstance(o, Ipip):
-            out[(o.ns, o.name)] = Iface(o.ns, o.name, "ipip", o)
+        spec = spec_of(o)
+        ends = ends_of(o)
+        for i, end in enumerate(ends):
+            other = ends[1 - i] if len(ends) == 2 else None
+            out[(end.ns, end.name)] = Iface(end.ns, end.name, spec.link or "", end,
+                                            (other.ns, other.name) if other else None, getattr(end, "master", None))
     return out
 
 

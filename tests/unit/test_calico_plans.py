@@ -111,8 +111,8 @@ def test_bird_runs_in_every_node_in_the_foreground_with_files_under_run():
     assert d.ready == "{run}/bird-node1.ctl"
     assert {f.path for f in p.of(File)} == {f"{{run}}/bird-node{i}.conf" for i in (1, 2, 3)}
     # files before daemons, whatever order the datapath added them in
-    kinds = [k.__name__ for k, _ in p.phased()]
-    assert kinds.index("File") < kinds.index("Daemon")
+    phases = [ph.name for ph, _ in p.phased()]
+    assert phases.index("files") < phases.index("daemons")
 
 
 def test_bird_config_mesh_as_blocks_and_filters():

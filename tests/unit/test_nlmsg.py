@@ -9,7 +9,9 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from netlab.kernel import encode
 from netlab.kernel.nl import Batch
+from netlab.plan import Bridge, Veth, VethEnd, Vxlan
 
 
 class FakeLink:
@@ -19,6 +21,33 @@ class FakeLink:
 
     def index(self, name: str) -> int:
         return {"eth0": 2, "cni0": 3, "flannel.1": 4}[name]
+
+
+class FakeContext:
+    """Stands in for the applier: one batch, FakeLink's ifindexes (a link plan is encoded from
+    its kind's declaration, so these tests go through the same path apply does)."""
+
+    def __init__(self) -> None:
+        self.b = Batch(FakeLink())
+
+    def batch(self, ns: str) -> Batch:
+        return self.b
+
+    def index(self, ns: str, name: str, obj) -> int:
+        return FakeLink().index(name)
+
+    def lookup(self, ns: str, name: str) -> int | None:
+        return FakeLink().index(name)
+
+    def fail(self, obj, err):
+        return RuntimeError(err)
+
+
+def created(obj) -> bytes:
+    ctx = FakeContext()
+    encode.create(ctx, obj)
+    (msg,) = ctx.b.messages()
+    return msg
 
 
 def decode(cls, data: bytes):
@@ -71,8 +100,8 @@ def test_address_with_broadcast():
 
 
 def test_vxlan_link():
-    m = decode(ifinfmsg, one(lambda b: b.vxlan(None, "flannel.1", 1, 8472, "192.168.100.11", 2, False, 1450,
-                                               "62:3a:37:a4:29:bb")))
+    m = decode(ifinfmsg, created(Vxlan("n", "flannel.1", 1, 8472, "192.168.100.11", "eth0", False, 1450,
+                                       "62:3a:37:a4:29:bb")))
     assert m.get_attr("IFLA_IFNAME") == "flannel.1" and m.get_attr("IFLA_MTU") == 1450
     assert m.get_attr("IFLA_ADDRESS") == "62:3a:37:a4:29:bb" and m["flags"] & 1
     info = m.get_attr("IFLA_LINKINFO")
@@ -92,21 +121,33 @@ def test_link_set_master_up():
 def test_bridge_and_veth_carry_txqueuelen_zero(monkeypatch):
     """Docker and the CNI plugins create docker0 and both veth ends with txqueuelen 0: IFLA_TXQLEN
     must be sent even though the value is 0 (falsy), for each end of the pair."""
-    m = decode(ifinfmsg, one(lambda b: b.bridge(None, "docker0", 1500, "02:42:0a:0b:0c:0d", 0)))
+    m = decode(ifinfmsg, created(Bridge("n", "docker0", 1500, "02:42:0a:0b:0c:0d", txqueuelen=0)))
     assert m.get_attr("IFLA_TXQLEN") == 0 and m.get_attr("IFLA_ADDRESS") == "02:42:0a:0b:0c:0d"
     assert m.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") == "bridge"
-    m = decode(ifinfmsg, one(lambda b: b.bridge(None, "br0", None, None)))
+    m = decode(ifinfmsg, created(Bridge("n", "br0")))
     assert m.get_attr("IFLA_TXQLEN") is None  # no field: the kernel's default (1000)
 
     from netlab.kernel import nl
     monkeypatch.setattr(nl.os, "open", lambda *a, **k: 99)
     monkeypatch.setattr(nl.os, "close", lambda fd: None)
-    b = Batch(FakeLink())
-    b.veth(None, "veth1234567", 1500, None, 3, "eth0", "peer-ns", 1500, "02:42:ac:11:00:02",
-           txqlen=0, peer_txqlen=0)
-    (msg,) = b.messages()
+    msg = created(Veth(VethEnd("n", "veth1234567", 1500, master="cni0", txqueuelen=0),
+                       VethEnd("peer-ns", "eth0", 1500, "02:42:ac:11:00:02", txqueuelen=0)))
     m = decode(ifinfmsg, msg)
     assert m.get_attr("IFLA_TXQLEN") == 0 and m.get_attr("IFLA_MASTER") == 3
     peer = m.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
     assert peer.get_attr("IFLA_IFNAME") == "eth0" and peer.get_attr("IFLA_TXQLEN") == 0
     assert peer.get_attr("IFLA_NET_NS_FD") == 99 and peer.get_attr("IFLA_ADDRESS") == "02:42:ac:11:00:02"
+
+
+def test_stp_and_hairpin_come_from_the_declaration():
+    """Bridge.stp is sent only when it differs from the kernel's default (off), and a veth end's
+    hairpin flag goes out as a bridge-port attribute in the round after creation."""
+    m = decode(ifinfmsg, created(Bridge("n", "br0", stp=True)))
+    assert m.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA").get_attr("IFLA_BR_STP_STATE") == 1
+    assert decode(ifinfmsg, created(Bridge("n", "br0"))).get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA") is None
+    ctx = FakeContext()
+    encode.settle(ctx, Veth(VethEnd("n", "eth0"), VethEnd("n2", "flannel.1", master="cni0", hairpin=True)))
+    up, port = (decode(ifinfmsg, x) for x in ctx.b.messages())
+    assert up.get_attr("IFLA_MASTER") == 3 and up["flags"] & 1
+    slave = port.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_SLAVE_DATA")
+    assert slave.get_attr("IFLA_BRPORT_MODE") == 1
