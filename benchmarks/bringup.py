@@ -27,6 +27,7 @@ from netlab import api, model  # noqa: E402
 from netlab.explain import script  # noqa: E402
 from netlab.kernel import netns  # noqa: E402
 from netlab.kernel.nl import Batch, NsLink  # noqa: E402
+from netlab.kernel.nlmsg import IFLA_IFNAME, string  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -73,7 +74,7 @@ def raw_floor(count: int) -> tuple[float, float]:
             netns.create(n, init=lambda n=n: links.__setitem__(n, NsLink(n, enter=False)), prepare=False)
             if i:
                 b = Batch(links[n])
-                b.veth(None, "eth0", None, None, None, f"p{i}", names[i - 1], None, None)
+                b.veth_new(None, string(IFLA_IFNAME, "eth0"), string(IFLA_IFNAME, f"p{i}"), names[i - 1])
                 assert not b.send()
                 b.addr(None, "eth0", f"10.{i >> 8}.{i & 255}.1/24")
                 assert not b.send()

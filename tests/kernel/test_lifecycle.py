@@ -42,7 +42,7 @@ def test_up_down_leaves_root_namespace_identical_and_nothing_behind():
 def test_exception_in_the_middle_of_up_rolls_back(monkeypatch):
     name = unique_name()
 
-    def boom(self):
+    def boom(self, *args):
         assert netns_list() >= {f"{name}-node1", f"{name}-node2-pod2"}  # we really are half-way
         raise RuntimeError("injected failure")
 
