@@ -345,11 +345,13 @@ def _vxlan_decap(s: _Seen) -> Expectation | None:
 
 
 def _tun_daemon_receives(s: _Seen) -> Expectation | None:
-    """UDP to a node with a TUN device and a daemon: the daemon (flannel's UDP forwarder) reads
-    the datagram and writes the inner packet into the TUN, where the kernel routes it again."""
+    """UDP to the plan's encapsulation port on a node with a TUN device and a daemon: the daemon
+    (flannel's UDP forwarder) reads the datagram and writes the inner packet into the TUN, where
+    the kernel routes it again. UDP to any other port is not the overlay's."""
     tuns = [t for t in s.plan.of(Tun) if t.ns == s.ns]
     daemons = s.daemons()
-    if not (tuns and s.udp_dport is not None and daemons):
+    encap = s.plan.encap
+    if not (tuns and daemons and encap is not None and encap.carries == "ip" and s.udp_dport == encap.udp_port):
         return None
     return Expectation(f"the daemon {', '.join(daemons)} receives UDP {s.udp_dport} and writes the inner packet "
                        f"to {s.where(s.ns, tuns[0].name)}", s.ns, tuns[0].name, "out", "tun")
@@ -426,9 +428,6 @@ def is_bridge_port(plan_ifs: dict[tuple[str, str], Iface], ns: str, name: str) -
     i = plan_ifs.get((ns, name))
     return i is not None and i.master is not None
 
-
-def vxlan_ports(plan: Plan) -> set[int]:
-    return {v.port for v in plan.of(Vxlan)}
 
 
 def in_subnet(addr: str, cidr: str) -> bool:
