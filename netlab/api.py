@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-from . import model
+from . import model, ready
 from .datapaths import Datapath, get
 from .errors import ApplyError, NetlabError
 from .kernel import limits, probe, procs
@@ -90,7 +90,7 @@ def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] |
     claim(state, progress)  # write-ahead: the state exists before the first namespace does
     try:
         apply(plan, state, progress)
-        limits.settle(dp, LabHandle(lab, plan, state), progress, wait)  # usable, not just built (BGP)
+        ready.settle(dp, LabHandle(lab, plan, state), progress, wait)  # usable, not just built (BGP)
         state.complete = True
         state.save()
     except ApplyError as e:

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import api, model, naming
+from .. import api, model, naming, ready
 from ..datapaths import get
 from ..errors import NetlabError
 from ..explain import script
-from ..kernel import limits, netns, probe, procs
+from ..kernel import netns, probe, procs
 from ..kernel.teardown import teardown
 from ..kernel.verify import verify
 from ..plan import Addr, Daemon, Netns, Plan, cross_node_pair_or_reason
@@ -333,7 +333,7 @@ def explain_target(c: Candidate, prefix: str, tracker: Tracker) -> Target:
                 state.daemons.append(DaemonRecord(ns, name, pid, st, argv, str(log)))
         _wait_ready(plan, state)
         # usable, not just built: BGP labs converge first, exactly as `netlab up` waits for them
-        limits.settle(get(m.datapath), api.LabHandle(m, plan, state), None, 60.0)
+        ready.settle(get(m.datapath), api.LabHandle(m, plan, state), None, 60.0)
         state.complete = True
         state.save()
     except BaseException:
