@@ -348,15 +348,23 @@ class Plan:
 
     def in_phase(self, phase: str) -> list[KernelObject]:
         """This phase's objects in plan order (links: by creation round, then plan order)."""
-        objs = [o for o in self.objects if spec_of(o).phase == phase]
-        return sorted(objs, key=lambda o: spec_of(o).round) if phase == "links" else objs
+        return self._buckets().get(phase, [])
 
     def phased(self) -> Iterator[tuple[Phase, list[KernelObject]]]:
         """The phases that have objects, in :data:`~netlab.spec.PHASES` order."""
+        buckets = self._buckets()
         for phase in PHASES:
-            objs = self.in_phase(phase.name)
-            if objs:
-                yield phase, objs
+            if buckets.get(phase.name):
+                yield phase, buckets[phase.name]
+
+    def _buckets(self) -> dict[str, list[KernelObject]]:
+        """One pass over the objects (a 100-node lab has 30,000), each into its kind's phase."""
+        out: dict[str, list[KernelObject]] = {}
+        for o in self.objects:
+            out.setdefault(o.SPEC.phase, []).append(o)
+        if "links" in out:
+            out["links"].sort(key=lambda o: o.SPEC.round)
+        return out
 
     def host(self, name: str) -> Netns:
         """Find a namespace by what a user types: ``node1``, ``node1-pod1``, ``switch`` or the full name."""

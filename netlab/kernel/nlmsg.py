@@ -142,13 +142,25 @@ _WIRE = {"uint8": u8, "uint16": u16, "uint32": u32, "be16": be16, "ip4addr": ipv
 _NLA: dict[tuple[str, str, str | None], tuple[int, Any]] = {}
 
 
-def _nla_table(where: str, kind: str | None) -> Any:
+def _nla_owner(where: str, kind: str | None) -> Any:
+    """The pyroute2 class whose ``nla_map`` declares the attributes of ``where``."""
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
     if where == "link":
-        return ifinfmsg.nla_map
-    data_map = ifinfmsg.ifinfo.data_map
-    return data_map["bridge_slave" if where == "brport" else kind].nla_map
+        return ifinfmsg
+    return ifinfmsg.ifinfo.data_map["bridge_slave" if where == "brport" else kind]
+
+
+def _scalar(owner: Any, wire: str) -> Any:
+    """An encoder for one of pyroute2's own one-value attribute classes (a macvlan's ``mode``:
+    a u32 with a ``value_map`` from numbers to names), so a plan may say ``mode="bridge"``."""
+    cls = getattr(owner, wire, None)
+    fields = getattr(cls, "fields", None)
+    if not fields or len(fields) != 1 or fields[0][0] != "value":
+        return None
+    fmt = "=" + fields[0][1]
+    by_name = {name: num for num, name in (getattr(cls, "value_map", None) or {}).items()}
+    return lambda kind, v: attr(kind, struct.pack(fmt, by_name.get(v, v)))
 
 
 def nla(name: str | None, where: str = "link", kind: str | None = None) -> tuple[int, Any]:
@@ -158,12 +170,14 @@ def nla(name: str | None, where: str = "link", kind: str | None = None) -> tuple
         raise TypeError("this field declares no netlink attribute")
     key = (name, where, kind)
     if key not in _NLA:
-        for i, entry in enumerate(_nla_table(where, kind)):
+        owner = _nla_owner(where, kind)
+        for i, entry in enumerate(owner.nla_map):
             num, nla_name, wire = (entry if len(entry) == 3 else (i, *entry))
             if nla_name == name:
-                if wire not in _WIRE:
+                enc = _WIRE.get(wire) or _scalar(owner, wire)
+                if enc is None:
                     raise TypeError(f"{name}: netlab has no encoder for pyroute2's wire type {wire!r}")
-                _NLA[key] = (num, _WIRE[wire])
+                _NLA[key] = (num, enc)
                 break
         else:
             raise KeyError(f"pyroute2 knows no netlink attribute {name} ({where} of {kind})")

@@ -95,17 +95,18 @@ def _attr(msg, *path):
     return cur
 
 
-#: The link fields every kind declares at top level, and the bridge-port ones, read for every link.
-_TOP = {f.name: f for spec in LINK_KINDS.values() for f in spec.fields if f.where == "link"}
-_BRPORT = {f.name: f for spec in LINK_KINDS.values() for f in spec.fields if f.where == "brport"}
+def _declared(where: str) -> dict[str, Field]:
+    """The link fields any kind declares in ``where`` (top level, bridge port): read for every
+    link. Computed per snapshot, so a kind declared after import is read back too."""
+    return {f.name: f for spec in LINK_KINDS.values() for f in spec.fields if f.where == where}
 
 
-def _link_info(m, names: dict[int, str]) -> dict:
+def _link_info(m, names: dict[int, str], top: dict[str, Field]) -> dict:
     """One RTM_NEWLINK as a dict of the declared fields: top-level ones for every link, and the
     IFLA_INFO_DATA fields its kind declares (a VXLAN's vni, port, local, dev, learning)."""
     kind = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_KIND")
     info: dict = {"kind": kind, "up": bool(m["flags"] & IFF_UP)}
-    for f in _TOP.values():
+    for f in top.values():
         info[f.name] = _read(f, m.get_attr(f.nla), names)
     spec = LINK_KINDS.get(kind or "")
     data = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_DATA")
@@ -124,12 +125,13 @@ def _links(ipr, snap: Snapshot) -> dict[int, str]:
     msgs = list(ipr.get_links())
     for m in msgs:
         names[m["index"]] = m.get_attr("IFLA_IFNAME")
+    top, brport = _declared("link"), _declared("brport")
     for m in msgs:
-        snap.links[names[m["index"]]] = _link_info(m, names)
+        snap.links[names[m["index"]]] = _link_info(m, names, top)
     for m in ipr.get_links(family=AF_BRIDGE):
         pinfo = m.get_attr("IFLA_PROTINFO")
         if pinfo is not None and names.get(m["index"]) in snap.links:
-            for f in _BRPORT.values():
+            for f in brport.values():
                 snap.links[names[m["index"]]][f.name] = pinfo.get_attr(f.nla)
     return names
 
