@@ -16,10 +16,30 @@ kernel by the BPF program (:func:`netlab.trace.bpf.only_ifindexes`).
 Each packet comes with the interface index, the direction (``PACKET_OUTGOING`` for transmit) and
 the device's hardware type, which says whether the bytes start with an Ethernet header or with a
 bare IP header (TUN).
+
+Promiscuous mode, on bridges only (``promisc=True``, which ``netlab capture`` asks for): a Linux
+bridge hands a frame it *forwards* from port to port to the bridge device's own receive path, and
+so to packet sockets bound to br0, only when br0 is promiscuous (``br_handle_frame_finish``:
+``local_rcv`` is set by ``IFF_PROMISC``); otherwise br0's taps see only what is addressed to the
+bridge itself, and ``capture switch:br0`` misses all forwarded unicast. tcpdump turns promiscuous
+mode on for every device it opens, because a real NIC drops frames for other MACs in hardware. In
+a lab there is no such filter: a veth, VXLAN, TUN or IPIP device hands every frame to its taps
+whatever the flag, so the flag would change nothing there but the device's flags, a kernel log
+line and, for stacked devices such as VLAN or macvlan, the promiscuity of the *lower* device,
+which may live in another namespace (even the root one). A bridge's promiscuity stays in its
+namespace (it only re-evaluates its own ports'), so bridges are where it is asked for.
+
+It is asked as a packet-socket membership (``PACKET_ADD_MEMBERSHIP``/``PACKET_MR_PROMISC``), not
+by setting ``IFF_PROMISC`` on the link: the kernel counts it against the socket and drops it when
+the socket is closed, even when the process is killed, so a capture leaves the device's
+promiscuity count where it was. ``netlab trace`` does not ask for it: the frames a bridge forwards
+are already seen on its ports, and br0's promiscuous copies would be extra sightings of a device
+the packet never crossed.
 """
 
 from __future__ import annotations
 
+import array
 import errno
 import fcntl
 import heapq
@@ -44,6 +64,12 @@ SIOCGIFHWADDR = 0x8927
 PACKET_OUTGOING = 4
 PACKET_OTHERHOST = 3
 PKTTYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "outgoing"}
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+SIOCETHTOOL = 0x8946
+ETHTOOL_GDRVINFO = 0x00000003
+DRVINFO_SIZE = 196  # struct ethtool_drvinfo: cmd, driver[32], version[32], … up to regdump_len
 
 
 @dataclass
@@ -85,6 +111,7 @@ class _NsSocket:
     mtus: dict[int, int] = field(default_factory=dict)
     hatypes: dict[int, int] = field(default_factory=dict)
     selected: list[int] = field(default_factory=list)  # the captured ifindexes
+    promisc: set[int] = field(default_factory=set)  # the ones made promiscuous for this socket
     seq: int = 0
 
 
@@ -98,10 +125,12 @@ class Interface:
     name: str
     hatype: int
     mtu: int | None
+    promisc: bool = False  # promiscuous while this capture's socket is open (a bridge)
 
     @property
     def where(self) -> str:
         return f"{self.host}:{self.name}"
+
 
 def _interfaces() -> dict[int, str]:
     """ifindex -> name in the calling thread's namespace (if_nameindex asks netlink there)."""
@@ -118,6 +147,33 @@ def _hatype(sock: socket.socket, name: str) -> int | None:
         return None
 
 
+def _driver(sock: socket.socket, name: str) -> str | None:
+    """The device's driver name (``ETHTOOL_GDRVINFO``: ``bridge``, ``veth``, ``vxlan``, ``tun``),
+    asked through the socket, hence in the socket's namespace. The ioctl's ``ifreq`` carries a
+    pointer to the ``ethtool_drvinfo`` the kernel fills in."""
+    buf = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + bytes(DRVINFO_SIZE - 4))
+    ifreq = struct.pack("16sP", name.encode(), buf.buffer_info()[0])
+    try:
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+    except OSError:
+        return None
+    return bytes(buf[4:36]).split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _promiscuous(sock: socket.socket, names: dict[int, str], ifindexes: list[int]) -> set[int]:
+    """Make the bridges among ``ifindexes`` promiscuous for as long as ``sock`` is open (see the
+    module docstring for why bridges only). ``struct packet_mreq`` is ifindex (int), type (u16),
+    address length (u16) and an 8-byte address, unused for ``PACKET_MR_PROMISC``."""
+    done: set[int] = set()
+    for i in ifindexes:
+        if _driver(sock, names[i]) != "bridge":
+            continue
+        mreq = struct.pack("iHH8s", i, PACKET_MR_PROMISC, 0, b"")
+        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        done.add(i)
+    return done
+
+
 def _mtu(sock: socket.socket, name: str) -> int | None:
     try:
         res = fcntl.ioctl(sock.fileno(), SIOCGIFMTU, struct.pack("16si12x", name.encode(), 0))
@@ -130,14 +186,17 @@ class Sniffer:
     """Packet sockets in several namespaces, read together.
 
     ``targets`` maps namespace -> (host name, interface names or None for all of them). ``expr``
-    is a tcpdump expression (``""`` = everything) or a ready program via ``program``.
+    is a tcpdump expression (``""`` = everything) or a ready program via ``program``. With
+    ``promisc`` the captured bridges are promiscuous while the sockets are open, so that their
+    taps see the frames they forward too.
     """
 
     def __init__(self, targets: dict[str, tuple[str, list[str] | None]], expr: str = "",
-                 program: bpf.Program | None = None, rcvbuf: int = 4 << 20) -> None:
+                 program: bpf.Program | None = None, rcvbuf: int = 4 << 20, promisc: bool = False) -> None:
         base = program if program is not None else bpf.for_expr(expr)
         self.socks: list[_NsSocket] = []
         self.missing: list[str] = []
+        self.promisc = promisc
         try:
             for ns, (host, ifaces) in targets.items():
                 self._open(ns, host, ifaces, base, rcvbuf)
@@ -172,6 +231,7 @@ class Sniffer:
                     return
                 prog = bpf.only_ifindexes(wanted, base)
             bpf.attach(sock, prog)
+            promisc = _promiscuous(sock, names, wanted) if self.promisc else set()
             sock.setblocking(False)
             # The socket was hooked to every device before the filter was attached: whatever it
             # queued in between is unfiltered and older than anything we want.
@@ -185,11 +245,12 @@ class Sniffer:
             raise
         mtus = {i: m for i, n in names.items() if (m := _mtu(sock, n)) is not None}
         hatypes = {i: h for i, n in names.items() if (h := _hatype(sock, n)) is not None}
-        self.socks.append(_NsSocket(ns, host, sock, names, mtus, hatypes, sorted(wanted)))
+        self.socks.append(_NsSocket(ns, host, sock, names, mtus, hatypes, sorted(wanted), promisc))
 
     def interfaces(self) -> list[Interface]:
         """The interfaces being captured, namespace by namespace."""
-        return [Interface(s.ns, s.host, i, s.names[i], s.hatypes.get(i, bpf.ARPHRD_ETHER), s.mtus.get(i))
+        return [Interface(s.ns, s.host, i, s.names[i], s.hatypes.get(i, bpf.ARPHRD_ETHER), s.mtus.get(i),
+                          i in s.promisc)
                 for s in self.socks for i in s.selected]
 
     def poll_once(self, timeout: float) -> list[Frame]:
