@@ -42,7 +42,6 @@ class Datapath:
     # LabHandle -> readiness polls (netlab.bgp.Readiness), for a lab that is built before it is
     # usable (BGP must converge); `up` iterates it until one says done or --wait-timeout passes
     ready: Callable[[Any], Iterator[Any]] | None = None
-    picture: str = ""
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any, Callable
 
 from ..encap import Encap, check_mtu, mtu_of
 from ..errors import LabFileError
@@ -410,3 +411,16 @@ def pod_next_steps(lab: Lab, p: Plan, extra: list[Line], see: str = "") -> Steps
             col(HINT_WIDTH, "the whole recipe:", f"netlab explain {lab.name}"),
         ]
     return pod_pair_steps(lab.name, p, lines)
+
+
+def bgp_datapath(name: str, summary: str, plan: Callable[[Lab], Plan], validate: Callable[[Lab], None],
+                 next_steps: Callable[[Lab, Plan], Steps]) -> Any:
+    """A Calico datapath whose routes come from BIRD (full mesh or route reflector): pods in
+    Calico's default pool, no tunnel kinds needed, and ``up`` waits until BGP has converged,
+    every node routing every remote block (through birdc, hence the tool)."""
+    from .. import bgp
+    from . import Datapath
+
+    return Datapath(name=name, summary=summary, plan=plan, Options=Options, default_pod_cidr=DEFAULT_POOL,
+                    requires=("bridge", "veth"), tools=("iptables-restore", "bird", "birdc"),
+                    validate=validate, next_steps=next_steps, ready=bgp.converge)

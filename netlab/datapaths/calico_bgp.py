@@ -12,15 +12,31 @@ On node X (block 192.168.X.0/26, underlay address 10.0.0.1X):
 
 The next hop of a BGP route here is the remote node itself, so all nodes must share one L2
 segment (one rack). Across racks that takes the fabric peering (the ToR) or an encapsulation.
+
+The datapath at its default addresses::
+
+      node1 (10.0.0.11, AS 64512)                       node2 (10.0.0.12, AS 64512)
+      +-------------------------------------+           +-------------------------------------+
+      | pod1 eth0 192.168.1.1/32            |           | pod1 eth0 192.168.2.1/32            |
+      |   default via 169.254.1.1 (proxy ARP)           |                                     |
+      | caliXXXX ee:ee:ee:ee:ee:ee, no IP   |           | caliYYYY ee:ee:ee:ee:ee:ee, no IP   |
+      | 192.168.1.1 dev caliXXXX scope link |           | 192.168.2.1 dev caliYYYY scope link |
+      | blackhole 192.168.1.0/26 proto bird |           | blackhole 192.168.2.0/26 proto bird |
+      | 192.168.2.0/26 via 10.0.0.12 dev eth0 proto bird| 192.168.1.0/26 via 10.0.0.11 ...    |
+      | bird <------------- BGP (TCP 179) ----------------------------> bird                  |
+      | eth0 10.0.0.11/24                   |           | eth0 10.0.0.12/24                   |
+      +------|------------------------------+           +------|------------------------------+
+             +-------------------[ switch br0 ]------------------+
+                                       |
+                             router 10.0.0.1 (natOutgoing: pods leave as their node)
 """
 
 from __future__ import annotations
 
-from .. import bgp
 from ..model import Lab
 from ..plan import Plan
 from ..topology import resolve
-from . import Datapath, calico
+from . import calico
 from .hints import Steps, col
 
 
@@ -45,33 +61,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
     ])
 
 
-PICTURE = r"""
-  node1 (10.0.0.11, AS 64512)                       node2 (10.0.0.12, AS 64512)
-  +-------------------------------------+           +-------------------------------------+
-  | pod1 eth0 192.168.1.1/32            |           | pod1 eth0 192.168.2.1/32            |
-  |   default via 169.254.1.1 (proxy ARP)           |                                     |
-  | caliXXXX ee:ee:ee:ee:ee:ee, no IP   |           | caliYYYY ee:ee:ee:ee:ee:ee, no IP   |
-  | 192.168.1.1 dev caliXXXX scope link |           | 192.168.2.1 dev caliYYYY scope link |
-  | blackhole 192.168.1.0/26 proto bird |           | blackhole 192.168.2.0/26 proto bird |
-  | 192.168.2.0/26 via 10.0.0.12 dev eth0 proto bird| 192.168.1.0/26 via 10.0.0.11 ...    |
-  | bird <------------- BGP (TCP 179) ----------------------------> bird                  |
-  | eth0 10.0.0.11/24                   |           | eth0 10.0.0.12/24                   |
-  +------|------------------------------+           +------|------------------------------+
-         +-------------------[ switch br0 ]------------------+
-                                   |
-                         router 10.0.0.1 (natOutgoing: pods leave as their node)
-"""
 
-DATAPATH = Datapath(
-    name="calico-bgp",
-    summary="Calico, BGP without encapsulation: /32 pods, proxy ARP, BIRD full mesh installs the routes",
-    plan=plan,
-    Options=calico.Options,
-    default_pod_cidr=calico.DEFAULT_POOL,
-    requires=("bridge", "veth"),
-    tools=("iptables-restore", "bird", "birdc"),  # birdc: up waits for BGP through it
-    validate=validate,
-    next_steps=next_steps,
-    ready=bgp.converge,  # up waits until every node routes every remote block
-    picture=PICTURE,
-)
+DATAPATH = calico.bgp_datapath("calico-bgp", "Calico, BGP without encapsulation: /32 pods, proxy ARP, BIRD full mesh installs the routes",
+                                plan=plan, validate=validate, next_steps=next_steps)

@@ -16,6 +16,18 @@ On node X (block 192.168.X.0/26), besides the pods of §3:
 
 Kernels built without CONFIG_NET_IPIP cannot create ``ipip`` links: ``netlab up`` probes for it
 and stops before creating anything.
+
+The datapath at its default addresses::
+
+      node1 (10.0.0.11)                                  node2 (10.0.0.12)
+      +--------------------------------------+           +--------------------------------------+
+      | pod1 192.168.1.1/32 -> caliX (proxy ARP)         | pod1 192.168.2.1/32 -> caliY         |
+      | 192.168.2.0/26 via 10.0.0.12         |           | 192.168.1.0/26 via 10.0.0.11         |
+      |     dev tunl0 onlink                 |           |     dev tunl0 onlink                 |
+      | tunl0 192.168.1.0/32 mtu 1480 (remote any)       | tunl0 192.168.2.0/32                 |
+      | eth0 10.0.0.11/24   bird <--- BGP ---------------> bird   eth0 10.0.0.12/24           |
+      +------|-------------------------------+           +------|-------------------------------+
+             +----------- IP(10.0.0.11 > 10.0.0.12, proto 4)/IP(pod > pod) ----+ [ switch br0 ]
 """
 
 from __future__ import annotations
@@ -65,17 +77,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
                                  see="see the IPIP:")
 
 
-PICTURE = r"""
-  node1 (10.0.0.11)                                  node2 (10.0.0.12)
-  +--------------------------------------+           +--------------------------------------+
-  | pod1 192.168.1.1/32 -> caliX (proxy ARP)         | pod1 192.168.2.1/32 -> caliY         |
-  | 192.168.2.0/26 via 10.0.0.12         |           | 192.168.1.0/26 via 10.0.0.11         |
-  |     dev tunl0 onlink                 |           |     dev tunl0 onlink                 |
-  | tunl0 192.168.1.0/32 mtu 1480 (remote any)       | tunl0 192.168.2.0/32                 |
-  | eth0 10.0.0.11/24   bird <--- BGP ---------------> bird   eth0 10.0.0.12/24           |
-  +------|-------------------------------+           +------|-------------------------------+
-         +----------- IP(10.0.0.11 > 10.0.0.12, proto 4)/IP(pod > pod) ----+ [ switch br0 ]
-"""
 
 DATAPATH = Datapath(
     name="calico-ipip",
@@ -88,5 +89,4 @@ DATAPATH = Datapath(
     validate=validate,
     next_steps=next_steps,
     ready=bgp.converge,  # up waits until every node routes every remote block
-    picture=PICTURE,
 )

@@ -1,4 +1,4 @@
-"""Calico with a BGP route reflector (DATAPATHS.md §3): the ``calico-rr`` lab.
+r"""Calico with a BGP route reflector (DATAPATHS.md §3): the ``calico-rr`` lab.
 
 The same datapath as ``calico`` (§3a), but the node-to-node mesh is off
 (``nodeToNodeMeshEnabled: false``). A route reflector runs BIRD in its own namespace on the
@@ -8,15 +8,24 @@ passes every node's block on to all the others with the next hop unchanged (the 
 So sessions grow as n instead of n(n-1)/2, while each node still learns n-1 blocks and installs
 ``192.168.Y.0/26 via <node Y> dev eth0 proto bird``: the reflector is in the control plane only,
 no pod packet ever crosses it.
+
+The datapath at its default addresses::
+
+         node1 (10.0.0.11)        node2 (10.0.0.12)    …    nodeN
+            bird ----.               bird ----.               bird
+                      \  BGP                   \  BGP          /
+                       v                        v             v
+                     rr (10.0.0.2): bird, "rr client" for every node, no kernel routes
+      data plane: node1 --- switch br0 --- node2  (192.168.2.0/26 via 10.0.0.12 dev eth0 proto bird)
 """
 
 from __future__ import annotations
 
-from .. import bgp, naming
+from .. import naming
 from ..model import Lab
 from ..plan import Plan
 from ..topology import resolve
-from . import Datapath, calico
+from . import calico
 from .hints import Steps, col
 
 
@@ -42,25 +51,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
     ])
 
 
-PICTURE = r"""
-     node1 (10.0.0.11)        node2 (10.0.0.12)    …    nodeN
-        bird ----.               bird ----.               bird
-                  \  BGP                   \  BGP          /
-                   v                        v             v
-                 rr (10.0.0.2): bird, "rr client" for every node, no kernel routes
-  data plane: node1 --- switch br0 --- node2  (192.168.2.0/26 via 10.0.0.12 dev eth0 proto bird)
-"""
 
-DATAPATH = Datapath(
-    name="calico-rr",
-    summary="Calico BGP with a route reflector: mesh off, every node peers only with the RR (n sessions, not n²/2)",
-    plan=plan,
-    Options=calico.Options,
-    default_pod_cidr=calico.DEFAULT_POOL,
-    requires=("bridge", "veth"),
-    tools=("iptables-restore", "bird", "birdc"),  # birdc: up waits for BGP through it
-    validate=validate,
-    next_steps=next_steps,
-    ready=bgp.converge,  # up waits until every node routes every remote block
-    picture=PICTURE,
-)
+DATAPATH = calico.bgp_datapath("calico-rr", "Calico BGP with a route reflector: mesh off, every node peers only with the RR (n sessions, not n²/2)",
+                                plan=plan, validate=validate, next_steps=next_steps)

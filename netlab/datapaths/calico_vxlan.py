@@ -14,6 +14,19 @@ On node X (block 192.168.X.0/26), besides the pods of §3:
 Felix programs all of it, not BIRD (Calico's kernel filter rejects VXLAN pools), and a
 VXLAN-only cluster runs without BIRD (``calico_backend: vxlan``), as this lab does.
 Contrast with flannel: the gateway is the remote VTEP's own /32 and blocks are /26.
+
+The datapath at its default addresses::
+
+      node1 (10.0.0.11)                                  node2 (10.0.0.12)
+      +--------------------------------------+           +--------------------------------------+
+      | pod1 192.168.1.1/32 -> caliX (proxy ARP)         | pod1 192.168.2.1/32 -> caliY         |
+      | 192.168.2.0/26 via 192.168.2.0       |           | 192.168.1.0/26 via 192.168.1.0       |
+      |     dev vxlan.calico onlink          |           |     dev vxlan.calico onlink          |
+      | vxlan.calico 192.168.1.0/32 vni 4096 |           | vxlan.calico 192.168.2.0/32          |
+      |   neigh 192.168.2.0 -> MAC2, fdb MAC2 dst 10.0.0.12                                     |
+      | eth0 10.0.0.11/24                    |           | eth0 10.0.0.12/24                    |
+      +------|-------------------------------+           +------|-------------------------------+
+             +-------- Ether/IP/UDP 4789/VXLAN 4096/Ether/IP ---+   [ switch br0 ] -- router 10.0.0.1
 """
 
 from __future__ import annotations
@@ -86,18 +99,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
         see="see the VXLAN:")
 
 
-PICTURE = r"""
-  node1 (10.0.0.11)                                  node2 (10.0.0.12)
-  +--------------------------------------+           +--------------------------------------+
-  | pod1 192.168.1.1/32 -> caliX (proxy ARP)         | pod1 192.168.2.1/32 -> caliY         |
-  | 192.168.2.0/26 via 192.168.2.0       |           | 192.168.1.0/26 via 192.168.1.0       |
-  |     dev vxlan.calico onlink          |           |     dev vxlan.calico onlink          |
-  | vxlan.calico 192.168.1.0/32 vni 4096 |           | vxlan.calico 192.168.2.0/32          |
-  |   neigh 192.168.2.0 -> MAC2, fdb MAC2 dst 10.0.0.12                                     |
-  | eth0 10.0.0.11/24                    |           | eth0 10.0.0.12/24                    |
-  +------|-------------------------------+           +------|-------------------------------+
-         +-------- Ether/IP/UDP 4789/VXLAN 4096/Ether/IP ---+   [ switch br0 ] -- router 10.0.0.1
-"""
 
 DATAPATH = Datapath(
     name="calico-vxlan",
@@ -109,5 +110,4 @@ DATAPATH = Datapath(
     tools=("iptables-restore",),
     validate=validate,
     next_steps=next_steps,
-    picture=PICTURE,
 )

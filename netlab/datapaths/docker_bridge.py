@@ -20,6 +20,22 @@ Two paths to look at:
 
 ``--nodes N`` gives N independent Docker hosts, each with its own docker0 on the same /16 (see the
 ``docker-nat`` lab for what that means); ``--pods N`` is the number of containers per host.
+
+The datapath at its default addresses::
+
+      node1 (Docker host, 192.168.100.11)
+      +--------------------------------------------------------------+
+      | container1 eth0     container2 eth0     container3 eth0      |
+      | 172.17.0.2/16       172.17.0.3/16       172.17.0.4/16        |
+      | 02:42:ac:11:00:02   02:42:ac:11:00:03   02:42:ac:11:00:04    |
+      |     | vethXXXXXXX       | vethXXXXXXX       | vethXXXXXXX      |
+      | ====+===================+===================+==== docker0     |
+      |                172.17.0.1/16                                 |
+      |   nat POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE |
+      | eth0 192.168.100.11/24                                       |
+      +------|-------------------------------------------------------+
+             |  switch (br0)
+      router 192.168.100.1 ("the internet": no route to 172.17.0.0/16)
 """
 
 from __future__ import annotations
@@ -77,21 +93,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
     return Steps(lines)
 
 
-PICTURE = r"""
-  node1 (Docker host, 192.168.100.11)
-  +--------------------------------------------------------------+
-  | container1 eth0     container2 eth0     container3 eth0      |
-  | 172.17.0.2/16       172.17.0.3/16       172.17.0.4/16        |
-  | 02:42:ac:11:00:02   02:42:ac:11:00:03   02:42:ac:11:00:04    |
-  |     | vethXXXXXXX       | vethXXXXXXX       | vethXXXXXXX      |
-  | ====+===================+===================+==== docker0     |
-  |                172.17.0.1/16                                 |
-  |   nat POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE |
-  | eth0 192.168.100.11/24                                       |
-  +------|-------------------------------------------------------+
-         |  switch (br0)
-  router 192.168.100.1 ("the internet": no route to 172.17.0.0/16)
-"""
 
 DATAPATH = Datapath(
     name="docker-bridge",
@@ -101,5 +102,4 @@ DATAPATH = Datapath(
     default_pod_cidr=docker.DEFAULT_POOL,
     requires=("bridge", "veth"),
     next_steps=next_steps,
-    picture=PICTURE,
 )

@@ -36,6 +36,19 @@ host's published port (``DOCKER -i docker0 -j RETURN``); in both cases the conta
 peer 172.17.0.1, the relay's address, not the client's. With ``-o userland_proxy=false`` the lab
 switches to Docker's other mode instead: no relays, DNAT without ``! -i docker0``, hairpin on
 every docker0 port, ``route_localnet=1`` and the extra ``--src-type LOCAL -o docker0`` MASQUERADE.
+
+The datapath at its default addresses::
+
+      node1 192.168.100.11                              node2 192.168.100.12
+      +-------------------------------+                 +-------------------------------+
+      | executor1 172.17.0.2 :7070    |                 | executor3 172.17.0.2 :7070    |
+      | executor2 172.17.0.3 :7070    |                 | executor4 172.17.0.3 :7070    |
+      |   docker0 172.17.0.1/16       |                 |   docker0 172.17.0.1/16       |
+      | (1) SNAT: MASQUERADE          |                 | (2) DNAT :12347 -> .0.2:7070  |
+      |   172.17.0.2 -> .100.11       |                 |   published: 12347, 12348     |
+      | published: 12345, 12346       |                 | (3) replies: conntrack        |
+      | eth0 ------------------------ switch br0 ------------------------------- eth0 |
+      +-------------------------------+                 +-------------------------------+
 """
 
 from __future__ import annotations
@@ -153,18 +166,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
     ])
 
 
-PICTURE = r"""
-  node1 192.168.100.11                              node2 192.168.100.12
-  +-------------------------------+                 +-------------------------------+
-  | executor1 172.17.0.2 :7070    |                 | executor3 172.17.0.2 :7070    |
-  | executor2 172.17.0.3 :7070    |                 | executor4 172.17.0.3 :7070    |
-  |   docker0 172.17.0.1/16       |                 |   docker0 172.17.0.1/16       |
-  | (1) SNAT: MASQUERADE          |                 | (2) DNAT :12347 -> .0.2:7070  |
-  |   172.17.0.2 -> .100.11       |                 |   published: 12347, 12348     |
-  | published: 12345, 12346       |                 | (3) replies: conntrack        |
-  | eth0 ------------------------ switch br0 ------------------------------- eth0 |
-  +-------------------------------+                 +-------------------------------+
-"""
 
 DATAPATH = Datapath(
     name="docker-nat",
@@ -176,5 +177,4 @@ DATAPATH = Datapath(
     requires=("bridge", "veth"),
     validate=validate,
     next_steps=next_steps,
-    picture=PICTURE,
 )

@@ -29,6 +29,25 @@ why flannel calls this backend "for debugging only".
 opened with IFF_VNET_HDR and TCP segmentation offload, so the daemon moves 64 KB GSO super-packets
 (with a 10-byte virtio_net_hdr in front) instead of 1472-byte packets, and the underlay carries
 them as IP fragments.
+
+The datapath at its default addresses::
+
+      node1 (192.168.100.11)                          node2 (192.168.100.12)
+      +---------------------------------+             +---------------------------------+
+      | pod1 eth0 10.244.1.2/24         |             | pod1 eth0 10.244.2.2/24         |
+      |   | veth          MTU 1472      |             |   | veth                        |
+      | cni0 10.244.1.1/24              |             | cni0 10.244.2.1/24              |
+      |   | route 10.244.0.0/16 dev flannel0          |   ^                             |
+      | flannel0 10.244.1.0/32 (TUN)    |             | flannel0 10.244.2.0/32 (TUN)    |
+      |   ^ read()/write() bare IP      |             |   ^ write() after TTL-1         |
+      | forwarder: 10.244.2.0/24 ->     |             | forwarder: 10.244.1.0/24 ->     |
+      |   192.168.100.12:8285, TTL-1    |             |   192.168.100.11:8285           |
+      | eth0 192.168.100.11/24 :8285    |             | eth0 192.168.100.12/24 :8285    |
+      +------|--------------------------+             +------|--------------------------+
+             |          switch (br0)    Ether/IP/UDP 8285->8285/IP (no extra header)   |
+             +-------------------------[ br0 ]-----------------------------------------+
+                                         |
+                               router 192.168.100.1 (gateway, "outside")
 """
 
 from __future__ import annotations
@@ -150,24 +169,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
     return pod_pair_steps(lab.name, p, lines)
 
 
-PICTURE = r"""
-  node1 (192.168.100.11)                          node2 (192.168.100.12)
-  +---------------------------------+             +---------------------------------+
-  | pod1 eth0 10.244.1.2/24         |             | pod1 eth0 10.244.2.2/24         |
-  |   | veth          MTU 1472      |             |   | veth                        |
-  | cni0 10.244.1.1/24              |             | cni0 10.244.2.1/24              |
-  |   | route 10.244.0.0/16 dev flannel0          |   ^                             |
-  | flannel0 10.244.1.0/32 (TUN)    |             | flannel0 10.244.2.0/32 (TUN)    |
-  |   ^ read()/write() bare IP      |             |   ^ write() after TTL-1         |
-  | forwarder: 10.244.2.0/24 ->     |             | forwarder: 10.244.1.0/24 ->     |
-  |   192.168.100.12:8285, TTL-1    |             |   192.168.100.11:8285           |
-  | eth0 192.168.100.11/24 :8285    |             | eth0 192.168.100.12/24 :8285    |
-  +------|--------------------------+             +------|--------------------------+
-         |          switch (br0)    Ether/IP/UDP 8285->8285/IP (no extra header)   |
-         +-------------------------[ br0 ]-----------------------------------------+
-                                     |
-                           router 192.168.100.1 (gateway, "outside")
-"""
 
 DATAPATH = Datapath(
     name="flannel-udp",
@@ -177,5 +178,4 @@ DATAPATH = Datapath(
     requires=("bridge", "veth", "tun"),
     validate=validate,
     next_steps=next_steps,
-    picture=PICTURE,
 )

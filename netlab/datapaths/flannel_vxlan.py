@@ -16,6 +16,25 @@ On each node X (lease 10.244.X.0/24):
      is not on any subnet of flannel.1 (it holds only a /32).
 
 There are no per-pod entries anywhere: one route, one neighbour and one FDB entry per remote node.
+
+The datapath at its default addresses::
+
+      node1 (192.168.100.11)                          node2 (192.168.100.12)
+      +---------------------------------+             +---------------------------------+
+      | pod1 eth0 10.244.1.2/24         |             | pod1 eth0 10.244.2.2/24         |
+      |   | veth                        |             |   | veth                        |
+      | cni0 10.244.1.1/24              |             | cni0 10.244.2.1/24              |
+      |   | route 10.244.2.0/24 via     |             |                                 |
+      |   |   10.244.2.0 dev flannel.1 onlink         |                                 |
+      | flannel.1 10.244.1.0/32 (VTEP)  |             | flannel.1 10.244.2.0/32 (VTEP)  |
+      |   vxlan id 1 dstport 8472       |             |   neigh 10.244.1.0 -> MAC1      |
+      |   fdb MAC2 dst 192.168.100.12   |             |   fdb MAC1 dst 192.168.100.11   |
+      | eth0 192.168.100.11/24          |             | eth0 192.168.100.12/24          |
+      +------|--------------------------+             +------|--------------------------+
+             |        switch (br0)   Ether/IP/UDP 8472/VXLAN vni 1/Ether/IP      |
+             +-------------------------[ br0 ]-----------------------------------+
+                                         |
+                               router 192.168.100.1 (gateway, "outside")
 """
 
 from __future__ import annotations
@@ -99,24 +118,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
     return pod_pair_steps(lab.name, p, lines)
 
 
-PICTURE = r"""
-  node1 (192.168.100.11)                          node2 (192.168.100.12)
-  +---------------------------------+             +---------------------------------+
-  | pod1 eth0 10.244.1.2/24         |             | pod1 eth0 10.244.2.2/24         |
-  |   | veth                        |             |   | veth                        |
-  | cni0 10.244.1.1/24              |             | cni0 10.244.2.1/24              |
-  |   | route 10.244.2.0/24 via     |             |                                 |
-  |   |   10.244.2.0 dev flannel.1 onlink         |                                 |
-  | flannel.1 10.244.1.0/32 (VTEP)  |             | flannel.1 10.244.2.0/32 (VTEP)  |
-  |   vxlan id 1 dstport 8472       |             |   neigh 10.244.1.0 -> MAC1      |
-  |   fdb MAC2 dst 192.168.100.12   |             |   fdb MAC1 dst 192.168.100.11   |
-  | eth0 192.168.100.11/24          |             | eth0 192.168.100.12/24          |
-  +------|--------------------------+             +------|--------------------------+
-         |        switch (br0)   Ether/IP/UDP 8472/VXLAN vni 1/Ether/IP      |
-         +-------------------------[ br0 ]-----------------------------------+
-                                     |
-                           router 192.168.100.1 (gateway, "outside")
-"""
 
 DATAPATH = Datapath(
     name="flannel-vxlan",
@@ -126,5 +127,4 @@ DATAPATH = Datapath(
     requires=("bridge", "veth", "vxlan"),
     validate=validate,
     next_steps=next_steps,
-    picture=PICTURE,
 )
