@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from ..encap import Encap
 from ..errors import NetlabError
 from ..plan import Netns, Plan
-from . import bpf, evidence
+from . import bpf, evidence, reasons
 from .decode import Decoded, decode
 from .diff import Change, diff
-from .path import (Endpoint, Expectation, Iface, expected_next, interfaces, is_bridge_port, lookup, path_namespaces,
-                   resolve)
+from .path import Endpoint, Expectation, Iface, dnat_for, expected_next, interfaces, is_bridge_port, path_namespaces, resolve
 from .path import local_addresses as path_local
 from .probe import Probe, send, source_address
+from .reasons import Cause
 from .sniff import PACKET_OTHERHOST, Frame, Sniffer, kernel_order
 
 OFFLOAD_NOTE = ("offloads untouched: the probe is one packet of at most the source MTU (DF set), so no hop "
@@ -80,10 +80,18 @@ class Stop:
     last: Hop | None
     expected: Expectation | None
     evidence: list[str] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)  # most likely first
+
+    @property
+    def ns(self) -> str | None:
+        """The namespace the probe stopped in (its last sighting's; the expected one if never seen)."""
+        return self.last.frame.ns if self.last is not None else self.expected.ns if self.expected else None
 
     def as_dict(self) -> dict:
         return {
             "leg": self.leg, "reason": self.reason,
+            "cause": self.causes[0].as_dict() if self.causes else None,
+            "causes": [c.as_dict() for c in self.causes],
             "last_seen": None if self.last is None else {"n": self.last.n, "ns": self.last.frame.ns,
                                                          "host": self.last.frame.host, "iface": self.last.frame.iface,
                                                          "direction": self.last.frame.direction},
@@ -148,7 +156,8 @@ def _received_flood_copies(hops: list[Hop], ifs: dict[tuple[str, str], Iface]) -
 def _transmit_went_nowhere(h: Hop, hops: list[Hop], main: list[Hop], ifs: dict[tuple[str, str], Iface],
                            captured_ns: set[str]) -> bool:
     """A veth transmit is a flood copy if every receive on its peer is one, or if its peer is in a
-    namespace that is not captured while the packet went on elsewhere (it is not the last hop)."""
+    namespace that is not captured while the packet went on elsewhere (it is not the last hop),
+    or the bridge flooded it out of several ports."""
     me = ifs.get((h.frame.ns, h.frame.iface))
     if me is None or me.peer is None:
         return False
@@ -156,7 +165,20 @@ def _transmit_went_nowhere(h: Hop, hops: list[Hop], main: list[Hop], ifs: dict[t
     peer_rx = [o for o in hops if o.frame.ns == pns and o.frame.iface == pname and o.frame.direction == "in"]
     if peer_rx:
         return all(o.side for o in peer_rx)
-    return pns not in captured_ns and bool(main) and h is not main[-1]
+    if pns in captured_ns:
+        return False
+    return (bool(main) and h is not main[-1]) or _flooded(h, hops, ifs)
+
+
+def _flooded(h: Hop, hops: list[Hop], ifs: dict[tuple[str, str], Iface]) -> bool:
+    """The bridge sent this frame out of more than one port: a flood (the destination MAC is
+    unknown to its FDB), so a copy into a namespace nobody captures is never where the packet
+    stopped, even when it happens to be the last sighting."""
+    me = ifs.get((h.frame.ns, h.frame.iface))
+    if me is None or me.master is None:
+        return False
+    return any(o is not h and o.frame.ns == h.frame.ns and o.frame.direction == "out"
+               and (i := ifs.get((o.frame.ns, o.frame.iface))) is not None and i.master == me.master for o in hops)
 
 
 def mark_side(plan: Plan, hops: list[Hop], captured_ns: set[str]) -> None:
@@ -323,10 +345,68 @@ def _closed_port_note(result: TraceResult, proto: str, port: int | None) -> str 
     return None
 
 
+def _answer_kind(result: TraceResult) -> str | None:
+    """How the destination answered: ``reset`` (TCP RST), ``closed`` (ICMP port unreachable),
+    ``answer`` (anything else that came back), None (nothing came back)."""
+    for h in result.hops:
+        if h.leg == "request":
+            continue
+        icmp = next((ly for ly in h.decoded.layers if ly.name == "ICMP" and not ly.quoted), None)
+        if h.leg == "error" and icmp is not None and icmp.fields.get("type") == 3 and icmp.fields.get("code") == 3:
+            return "closed"
+        tcp = next((ly for ly in h.decoded.layers if ly.name == "TCP" and not ly.quoted), None)
+        if tcp is not None and "R" in tcp.fields["flags"]:
+            return "reset"
+    return "answer" if any(h.leg == "reply" for h in result.hops) else None
+
+
+def _dnat_skipped(plan: Plan, result: TraceResult, proto: str, port: int | None) -> tuple[Cause, str] | None:
+    """The node that owns the destination answered itself for a port the plan DNATs.
+
+    Docker publishes a port with a nat-table DNAT rule: the packet's destination is rewritten in
+    PREROUTING and the container answers, through conntrack's reverse translation. If no hop of
+    the request shows that DNAT, the answer came from the node's own stack: a reset or a port
+    unreachable means nothing listens there, so the DNAT did not happen; any other answer comes
+    from a local listener, the userland proxy (docker-proxy) for a published port, which hides a
+    missing DNAT completely, since the connection still works by another path."""
+    dst_ns = result.dst.ns
+    if dst_ns is None or proto not in ("tcp", "udp") or port is None:
+        return None
+    planned = dnat_for(plan, dst_ns.name, proto, port)
+    kind = _answer_kind(result)
+    if planned is None or kind is None or any(c.kind == "dnat" for h in result.leg_hops("request") for c in h.changes):
+        return None
+    rule, to = planned
+    host = dst_ns.host
+    if kind in ("reset", "closed"):
+        how = "a reset" if kind == "reset" else "ICMP port unreachable"
+        text = (f"{host} answered {proto} {port} itself with {how}, but the plan DNATs it to {to} by '{rule}': "
+                f"the DNAT did not happen")
+        return Cause(95, host, text, "protocol"), f"the probe reached {host} and was answered by {host} itself, not DNATed"
+    who = ", ".join(evidence.listeners(dst_ns.name, proto, port)) or "a local listener"
+    text = (f"{who} answered on {host}:{port} (the userland proxy), but the plan DNATs it to {to} by '{rule}': "
+            f"the DNAT did not happen, so the probe never took the planned path to {to}")
+    return Cause(95, host, text, "protocol"), f"the probe reached {host} and was answered by {who}, not DNATed to {to}"
+
+
+def _send_and_catch(plan: Plan, nss: list[Netns], src_ns: Netns, probe: Probe, timeout: float,
+                    linger: float) -> tuple[str | None, _Sightings, evidence.Window]:
+    """Open the sockets, take the counters, send, read until the answer is back or the timeout."""
+    program = bpf.for_expr(probe.bpf())
+    pending = evidence.Pending([n.name for n in nss])
+    seen = _Sightings()
+    with Sniffer({n.name: (n.host, None) for n in nss}, program=program) as sniffer:
+        window = evidence.Window(pending.result(), pending.at)
+        refused = send(src_ns.name, probe)
+        if refused is None:
+            seen = _catch(sniffer, probe, src_ns.name, timeout, linger, plan.encap)
+    return refused, seen, window
+
+
 def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int | None = None,
         size: int | None = None, timeout: float = 1.0, linger: float = 0.03, state=None) -> TraceResult:
     """Trace one probe through the lab ``plan`` describes. ``state`` (the lab's
-    :class:`~netlab.state.State`) adds daemon liveness to the evidence when the packet stops."""
+    :class:`~netlab.state.State`) adds daemon liveness and BGP to the evidence when it stops."""
     t_start = time.monotonic()
     src = resolve(plan, src_spec, "source")
     dst = resolve(plan, dst_spec, "destination")
@@ -344,29 +424,59 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         return result
     probe = Probe(proto, addr, dst.addr, port, size)
     result.probe = probe
-    program = bpf.for_expr(probe.bpf())
-    pending = evidence.Pending(plan, [n.name for n in nss])
-    seen = _Sightings()
-    with Sniffer({n.name: (n.host, None) for n in nss}, program=program) as sniffer:
-        before = pending.result()
-        refused = send(src_ns.name, probe)
-        if refused is None:
-            seen = _catch(sniffer, probe, src_ns.name, timeout, linger, plan.encap)
+    refused, seen, window = _send_and_catch(plan, nss, src_ns, probe, timeout, linger)
     if refused is not None:
         result.stop = _refused(src_ns, dst, probe, refused)
         result.elapsed = time.monotonic() - t_start
         return result
-
     _add_legs(plan, result, seen, {n.name for n in nss})
-    result.complete, result.stop = _verdict(plan, result, src, nss, host_of, before, state)
+    result.complete, result.stop = _verdict(plan, result, src, host_of)
+    skipped = _dnat_skipped(plan, result, proto, port)
+    if skipped is not None:
+        result.complete, result.stop = False, _dnat_stop(plan, result, host_of, skipped[1])
+    if result.stop is not None:
+        window.close([n.name for n in nss])
+        _explain(plan, result, result.stop, nss, window, state, [skipped[0]] if skipped else [])
     if probe.dst in path_local(plan, src_ns.name):
         result.notes.append(f"{probe.dst} is {src_ns.host}'s own address: the kernel delivers it over lo and it never "
                             f"leaves {src_ns.host}")
-    note = _closed_port_note(result, proto, port)
+    note = _closed_port_note(result, proto, port) if skipped is None else None
     if note is not None:
         result.notes.append(note)
     result.elapsed = time.monotonic() - t_start
     return result
+
+
+def _dnat_stop(plan: Plan, result: TraceResult, host_of: dict[str, str], reason: str) -> Stop:
+    """The request's last hop (on the node that should have DNATed it) is where the planned path ended."""
+    req = result.leg_hops("request")
+    last = req[-1] if req else None
+    return Stop("request", reason, last, _expect_after(plan, host_of, last) if last else None)
+
+
+def _scene(plan: Plan, result: TraceResult, stop: Stop, nss: list[Netns], window: evidence.Window | None,
+           state, extra: list[Cause]) -> reasons.Scene:
+    """What :mod:`.reasons` needs: every sighting by namespace (interface, direction, outer
+    destination), where the stop is and what came in there."""
+    seen: dict[str, list[tuple[str, str, str | None]]] = {}
+    for h in result.hops:
+        seen.setdefault(h.frame.ns, []).append((h.frame.iface, h.frame.direction, _outer(h.decoded).get("dst")))
+    last = stop.last
+    src_ns = result.src.ns.name if result.src.ns else nss[0].name
+    o = _outer(last.decoded) if last is not None else {}
+    return reasons.Scene(plan, state, result.probe.src if result.probe else None, result.dst.addr, nss, seen,
+                         last.frame.ns if last is not None else src_ns,
+                         last.frame.iface if last is not None else None,
+                         last.frame.direction if last is not None else None, o.get("dst"), stop.expected, window,
+                         never_left=last is None, extra=extra)
+
+
+def _explain(plan: Plan, result: TraceResult, stop: Stop, nss: list[Netns], window: evidence.Window, state,
+             extra: list[Cause]) -> None:
+    """Fill the stop's evidence and ranked causes from every namespace of the path."""
+    ex = reasons.explain(_scene(plan, result, stop, nss, window, state, extra))
+    stop.evidence = ex.evidence
+    stop.causes = ex.causes
 
 
 def _expect_after(plan: Plan, host_of: dict[str, str], hop: Hop) -> Expectation:
@@ -379,11 +489,10 @@ def _expect_after(plan: Plan, host_of: dict[str, str], hop: Hop) -> Expectation:
 
 
 def _icmp_error_verdict(plan: Plan, result: TraceResult, host_of: dict[str, str], req: list[Hop],
-                        errors: list[Hop], by_name: dict[str, Netns], before: dict[str, evidence.Counters],
-                        state=None) -> tuple[bool, Stop | None]:
+                        errors: list[Hop]) -> tuple[bool, Stop | None]:
     """An ICMP error came back. "Port unreachable" from the destination itself proves the path
     works; any other error stops the request where the router that sent it saw it: the stop names
-    the request's last hop and the evidence of the namespace the error came from."""
+    the request's last hop (the evidence then covers the whole path)."""
     first = errors[0]
     icmp = next((ly for ly in first.decoded.layers if ly.name == "ICMP" and not ly.quoted), None)
     origin = _outer(first.decoded).get("src")
@@ -391,22 +500,15 @@ def _icmp_error_verdict(plan: Plan, result: TraceResult, host_of: dict[str, str]
     reason = f"{icmp.text if icmp else 'an ICMP error'} from {origin} (first seen on {first.where})"
     if dst_reached and icmp and icmp.fields.get("code") == 3:
         return True, None  # the destination answered "port closed": the path works
-    ns = by_name.get(first.frame.ns)
     exp = _expect_after(plan, host_of, req[-1]) if req else None
-    ev = [f"{ns.host}: {line}" for line in evidence.collect(
-        plan, ns, before.get(ns.name), first.frame.iface, first.frame.direction, None,
-        result.probe.dst if result.probe else None, state=state)] if ns else []
-    return False, Stop("request", reason, req[-1] if req else None, exp, ev)
+    return False, Stop("request", reason, req[-1] if req else None, exp)
 
 
-def _never_left(plan: Plan, result: TraceResult, ns: Netns, before: dict[str, evidence.Counters],
-                state=None) -> Stop:
-    """The probe was sent but not seen on any interface: the source's own routing or filtering
-    kept it, so the evidence is the source namespace's."""
+def _never_left(result: TraceResult, ns: Netns) -> Stop:
+    """The probe was sent but not seen on any interface: the source's own routing, filtering or
+    neighbour resolution kept it."""
     return Stop("request", f"the probe was never seen leaving {ns.host}", None,
-                Expectation(f"leave {ns.host} by its route to {result.dst.addr}", ns.name, None, "out", "route"),
-                evidence.collect(plan, ns, before.get(ns.name), None, None,
-                                 result.probe.src if result.probe else None, result.dst.addr, state=state))
+                Expectation(f"leave {ns.host} by its route to {result.dst.addr}", ns.name, None, "out", "route"))
 
 
 def _stop_reason(exp: Expectation, leg: str, last: Hop, src_host: str) -> str:
@@ -422,59 +524,26 @@ def _stop_reason(exp: Expectation, leg: str, last: Hop, src_host: str) -> str:
     return f"the probe was last seen on {last.where} ({f.direction}) and went no further"
 
 
-def _next_neighbour(plan: Plan, f: Frame, dst: str | None, exp: Expectation) -> tuple[str | None, str | None]:
-    """(next hop, device) whose neighbour entry is evidence when a route was to forward the packet:
-    the route's gateway, else the destination itself (on-link); none on a NOARP device (TUN,
-    IPIP), which has no neighbours to resolve."""
-    if exp.kind != "route" or not exp.iface:
-        return None, None
-    r = lookup(plan, f.ns, dst) if dst else None
-    next_hop = (r.via or dst) if r else None
-    me = interfaces(plan).get((f.ns, exp.iface))
-    if me is not None and me.kind in ("tun", "ipip"):
-        next_hop = None
-    return next_hop, exp.iface
-
-
-def _lost_verdict(plan: Plan, result: TraceResult, src: Netns, host_of: dict[str, str], last: Hop, leg: str,
-                  by_name: dict[str, Netns], before: dict[str, evidence.Counters], state=None) -> Stop:
-    """The packet vanished after ``last``: what the plan expected next there, and the kernel's
-    evidence in the namespace it was last seen in (its route, neighbour, counters) and in the one
-    it was expected in next."""
-    f = last.frame
-    o = _outer(last.decoded)
+def _lost_verdict(plan: Plan, src: Netns, host_of: dict[str, str], last: Hop, leg: str) -> Stop:
+    """The packet vanished after ``last``: what the plan expected next there."""
     exp = _expect_after(plan, host_of, last)
-    reason = _stop_reason(exp, leg, last, src.host)
-    next_hop, next_dev = _next_neighbour(plan, f, o.get("dst"), exp)
-    ev = []
-    ns = by_name.get(f.ns)
-    if ns is not None:
-        ev += [f"{ns.host}: {line}" for line in evidence.collect(plan, ns, before.get(ns.name), f.iface, f.direction,
-                                                                 o.get("src"), o.get("dst"), next_dev, next_hop,
-                                                                 state=state)]
-    if exp.ns and exp.ns != f.ns and exp.ns in by_name and exp.ns in before:
-        other = by_name[exp.ns]
-        ev += [f"{other.host}: {line}" for line in evidence.collect(plan, other, before.get(other.name), None, None,
-                                                                    None, None, state=state)]
-    return Stop(leg, reason, last, exp, ev)
+    return Stop(leg, _stop_reason(exp, leg, last, src.host), last, exp)
 
 
-def _verdict(plan: Plan, result: TraceResult, src: Endpoint, nss: list[Netns], host_of: dict[str, str],
-             before: dict[str, evidence.Counters], state=None) -> tuple[bool, Stop | None]:
+def _verdict(plan: Plan, result: TraceResult, src: Endpoint, host_of: dict[str, str]) -> tuple[bool, Stop | None]:
     """Did the probe make it (an answer back in the source namespace), and if not, where it stopped."""
     if src.ns is None:  # run() refuses a source outside the lab before sending anything
         raise ValueError(f"the trace's source {src.spec} is not in the lab")
     req = result.leg_hops("request")
     answers = [h for h in result.hops if h.leg != "request"]
     back = [h for h in answers if h.frame.ns == src.ns.name and h.frame.direction == "in"]
-    by_name = {n.name: n for n in plan.namespaces}
     if answers and back:
         errors = [h for h in answers if h.leg == "error"]
         if not errors:
             return True, None
-        return _icmp_error_verdict(plan, result, host_of, req, errors, by_name, before, state)
+        return _icmp_error_verdict(plan, result, host_of, req, errors)
     if not req:
-        return False, _never_left(plan, result, src.ns, before, state)
+        return False, _never_left(result, src.ns)
     if answers:
-        return False, _lost_verdict(plan, result, src.ns, host_of, answers[-1], answers[-1].leg, by_name, before, state)
-    return False, _lost_verdict(plan, result, src.ns, host_of, req[-1], "request", by_name, before, state)
+        return False, _lost_verdict(plan, src.ns, host_of, answers[-1], answers[-1].leg)
+    return False, _lost_verdict(plan, src.ns, host_of, req[-1], "request")

@@ -80,6 +80,20 @@ def owners(plan: Plan, addr: str) -> list[Netns]:
     return [n for n in plan.namespaces if n.name in names]
 
 
+def covering(plan: Plan, addr: str, most: int = 4) -> list[Netns]:
+    """The namespaces with a connected subnet holding ``addr``, most specific first (at most
+    ``most``). For an address no host owns (10.244.2.99 in node2's /24), these are where the
+    probe goes: the node routes it onto that subnet and ARPs for it there."""
+    want = ip_address(addr)
+    nets = [(a.interface.network.prefixlen, a.ns) for a in plan.of(Addr)
+            if a.interface.network.prefixlen < 32 and want in a.interface.network]
+    if not nets:
+        return []
+    longest = max(p for p, _ in nets)
+    names = {ns for p, ns in nets if p == longest}
+    return [n for n in plan.namespaces if n.name in names][:most]
+
+
 def resolve(plan: Plan, spec: str, role: str) -> Endpoint:
     """``spec`` is a host name (node1, node1-pod1, router, the full namespace name) or an IPv4 address."""
     try:
@@ -135,7 +149,7 @@ def path_namespaces(plan: Plan, src: Endpoint, dst: Endpoint) -> list[Netns]:
     for n in plan.namespaces:
         if n.role == "router":
             add(n)
-    targets = [dst.ns] if dst.ns is not None else owners(plan, dst.addr)
+    targets = [dst.ns] if dst.ns is not None else owners(plan, dst.addr) or covering(plan, dst.addr)
     for t in targets:
         node = node_of(plan, t)
         add(node)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .engine import Hop, TraceResult
+from .engine import Hop, Stop, TraceResult
 
 ARROW = {"out": "->", "in": "<-"}
 LEG_TITLE = {"request": "request", "reply": "reply", "error": "ICMP error"}
@@ -18,6 +18,19 @@ def _hop_lines(h: Hop) -> list[str]:
         lines.append(f"       * {c.text}")
     for note in h.notes:
         lines.append(f"       ! {note}")
+    return lines
+
+
+def _cause_lines(s: Stop, others: int = 4) -> list[str]:
+    """The most likely cause with the namespace it sits in, then the next candidates."""
+    if not s.causes:
+        return []
+    top = s.causes[0]
+    lines = [f"  most likely cause (in {top.host}): {top.text}"]
+    rest = s.causes[1:1 + others]
+    if rest:
+        lines.append("  other candidates:")
+        lines.extend(f"    [{c.score}] (in {c.host}) {c.text}" for c in rest)
     return lines
 
 
@@ -52,6 +65,7 @@ def text(r: TraceResult) -> str:
                        f"{'tx' if s.last.frame.direction == 'out' else 'rx'}")
         if s.expected is not None:
             out.append(f"  plan expected next: {s.expected.text}")
+        out.extend(_cause_lines(s))
         if s.evidence:
             out.append("  kernel evidence:")
             out.extend(f"    {line}" for line in s.evidence)
