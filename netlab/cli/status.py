@@ -22,6 +22,10 @@ from ..kernel.probe import require_root
 from ..plan import Addr, Daemon
 
 
+#: Above this many hosts the table would scroll past the verdict: print the counts instead.
+MAX_HOST_ROWS = 40
+
+
 @click.command("status")
 @click.argument("lab", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
@@ -43,8 +47,11 @@ def command(lab: str | None, as_json: bool) -> None:
                             "neighbour_table": None})
             continue
         rep = h.verify()
-        hosts = [{"host": n.host, "ns": n.name, "role": n.role,
-                  "addresses": [a.cidr for a in h.plan.of(Addr) if a.ns == n.name]} for n in h.plan.namespaces]
+        addrs: dict[str, list[str]] = {}
+        for a in h.plan.of(Addr):  # one pass: a 150-node lab has 450 hosts and 900 addresses
+            addrs.setdefault(a.ns, []).append(a.cidr)
+        hosts = [{"host": n.host, "ns": n.name, "role": n.role, "addresses": addrs.get(n.name, [])}
+                 for n in h.plan.namespaces]
         results.append({"lab": name, "datapath": h.lab.datapath, "complete": h.state.complete,
                         "hosts": hosts, **rep.as_dict()})
         _add_stats(h, results[-1]["daemons"])
@@ -69,7 +76,14 @@ def _print(out: Console, r: dict, detailed: bool) -> None:
         return
     verdict = "[green]healthy[/green]" if r["ok"] else f"[red]{len(r['problems'])} problems[/red]"
     out.print(f"[bold]{r['lab']}[/bold] ({r['datapath']}): {verdict}, {r['checked']} kernel objects checked")
-    if detailed:
+    if detailed and len(r["hosts"]) > MAX_HOST_ROWS:
+        roles: dict[str, int] = {}
+        for hst in r["hosts"]:
+            roles[hst["role"]] = roles.get(hst["role"], 0) + 1
+        counts = ", ".join(f"{n} {role}{'' if n == 1 else 's'}" for role, n in roles.items())
+        out.print(f"  {len(r['hosts'])} hosts ({counts}); every host and address: netlab status {r['lab']} --json",
+                  highlight=False)
+    elif detailed:
         t = Table(box=None)
         for col in ("host", "namespace", "role", "addresses"):
             t.add_column(col)

@@ -184,6 +184,47 @@ def nla(name: str | None, where: str = "link", kind: str | None = None) -> tuple
     return _NLA[key]
 
 
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+_READ = {"uint8": lambda b: b[0], "uint16": lambda b: struct.unpack("=H", b[:2])[0],
+         "uint32": lambda b: struct.unpack("=I", b[:4])[0], "be16": lambda b: struct.unpack("!H", b[:2])[0],
+         "ip4addr": socket.inet_ntoa, "l2addr": _mac, "asciiz": lambda b: b.rstrip(b"\0").decode()}
+_DEC: dict[tuple[str, str, str | None], tuple[int, Any]] = {}
+
+
+def _scalar_reader(owner: Any, wire: str) -> Any:
+    cls = getattr(owner, wire, None)
+    fields = getattr(cls, "fields", None)
+    if not fields or len(fields) != 1 or fields[0][0] != "value":
+        return None
+    fmt = "=" + fields[0][1]
+    names = getattr(cls, "value_map", None) or {}
+    return lambda b: (lambda v: names.get(v, v))(struct.unpack(fmt, b[:struct.calcsize(fmt)])[0])
+
+
+def decoder(name: str | None, where: str = "link", kind: str | None = None) -> tuple[int, Any]:
+    """(number, decoder) of attribute ``name``, the reading twin of :func:`nla`: verify reads back
+    with the same declaration apply encodes with."""
+    if name is None:
+        raise TypeError("this field declares no netlink attribute")
+    key = (name, where, kind)
+    if key not in _DEC:
+        owner = _nla_owner(where, kind)
+        for i, entry in enumerate(owner.nla_map):
+            num, nla_name, wire = (entry if len(entry) == 3 else (i, *entry))
+            if nla_name == name:
+                dec = _READ.get(wire) or _scalar_reader(owner, wire)
+                if dec is None:
+                    raise TypeError(f"{name}: netlab has no decoder for pyroute2's wire type {wire!r}")
+                _DEC[key] = (num, dec)
+                break
+        else:
+            raise KeyError(f"pyroute2 knows no netlink attribute {name} ({where} of {kind})")
+    return _DEC[key]
+
+
 def encode(name: str | None, value: Any, where: str = "link", kind: str | None = None) -> bytes:
     """One attribute, by name; a bool is sent as 0 or 1."""
     num, enc = nla(name, where, kind)

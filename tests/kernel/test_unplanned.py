@@ -1,0 +1,57 @@
+"""verify compares the whole lab with the plan, both ways: what is in a lab namespace and not in
+the plan is reported as ``unplanned`` (or a sysctl/policy as ``different``), named by the command
+that restores the plan; and a healthy lab has none, in every lab file and across two racks."""
+
+from __future__ import annotations
+
+import pytest
+
+from netlab import api
+from tests.helpers import sh, unique_name
+
+pytestmark = pytest.mark.kernel
+
+LABS = ["baseline", "bridge", "calico", "calico-rr", "calico-vxlan", "docker-nat", "flannel-udp", "host-gw", "vxlan"]
+TWO_RACKS = ["bridge", "calico-vxlan", "docker-nat", "flannel-udp", "vxlan"]  # the others refuse 2 racks by design
+
+
+@pytest.mark.parametrize("lab, racks", [(lab, 1) for lab in LABS] + [(lab, 2) for lab in TWO_RACKS])
+def test_a_healthy_lab_has_nothing_unplanned(lab, racks):
+    h = api.up(lab, name=unique_name("hu"), racks=racks)
+    try:
+        rep = h.verify()
+        assert [(p.kind, p.what, p.detail) for p in rep.problems] == []
+    finally:
+        h.down()
+
+
+def test_faults_outside_the_plan_are_named_with_their_remedy(lab_factory):
+    lab = lab_factory("vxlan", pods=1)
+    n1, n2 = lab.ns("node1"), lab.ns("node2")
+    faults = [
+        (["ip", "netns", "exec", n1, "iptables", "-I", "FORWARD", "-s", "10.244.2.0/24", "-j", "DROP"],
+         f"ip netns exec {n1} iptables -t filter -D FORWARD -s 10.244.2.0/24 -j DROP", "unplanned"),
+        (["ip", "netns", "exec", n2, "iptables", "-P", "FORWARD", "DROP"],
+         f"ip netns exec {n2} iptables -t filter -P FORWARD ACCEPT", "unplanned"),
+        (["ip", "-n", n1, "route", "add", "blackhole", "10.244.2.128/25"],
+         f"ip -n {n1} route del blackhole 10.244.2.128/25", "unplanned"),
+        (["ip", "-n", n1, "rule", "add", "priority", "100", "lookup", "100"],
+         f"ip -n {n1} rule del priority 100", "unplanned"),
+        (["ip", "-n", n1, "route", "add", "10.244.2.0/24", "dev", "eth0", "table", "100"],
+         f"ip -n {n1} route del 10.244.2.0/24 dev eth0 table 100", "unplanned"),
+        (["ip", "-n", n1, "neigh", "add", "10.244.1.99", "lladdr", "02:00:00:00:00:99", "dev", "cni0", "nud",
+          "permanent"], f"ip -n {n1} neigh del 10.244.1.99 dev cni0", "unplanned"),
+        (["ip", "-n", n1, "addr", "add", "10.9.9.9/32", "dev", "eth0"], f"ip -n {n1} addr del 10.9.9.9/32 dev eth0",
+         "unplanned"),
+        (["ip", "-n", n2, "link", "add", "br-extra", "type", "bridge"], f"ip -n {n2} link del br-extra", "unplanned"),
+        (["ip", "netns", "exec", n1, "sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=1"], None, "different"),
+    ]
+    assert lab.verify().ok
+    for argv, _, _ in faults:
+        sh(*argv)
+    got = {(p.what, p.kind): p.detail for p in lab.verify().problems}
+    for _, what, kind in faults[:-1]:
+        assert (what, kind) in got, (what, sorted(got))
+    rp = [w for (w, k) in got if k == "different" and "net/ipv4/conf/eth0/rp_filter" in w and n1 in w]
+    assert rp == [f"ip netns exec {n1} sysctl -qw net/ipv4/conf/eth0/rp_filter=0"], sorted(got)
+    assert len(got) == len(faults), sorted(got)
