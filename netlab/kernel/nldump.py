@@ -42,19 +42,28 @@ def dump(sock: socket.socket, mtype: int, family: int = socket.AF_UNSPEC) -> Ite
     sock.send(header(mtype, NLM_F_REQUEST | NLM_F_DUMP, 0x4E4C, bytes(request)))
     while True:
         data = sock.recv(1 << 20)
-        off = 0
-        while off + 16 <= len(data):
-            length, kind = struct.unpack_from("=IH", data, off)
-            if kind == NLMSG_DONE:
-                return
-            if kind == NLMSG_ERROR:
-                err = -struct.unpack_from("=i", data, off + 16)[0]
-                raise OSError(err, f"netlink dump {mtype}: {err}")
-            body = data[off + 16: off + length]
-            yield layout.unpack_from(body), parse_attrs(body, layout.size)
-            off += (length + 3) & ~3
         if not data:
             return
+        done = yield from messages(data, layout)
+        if done:
+            return
+
+
+def messages(data: bytes, layout: struct.Struct):
+    """The messages of one datagram, parsed: yields (fixed header, attributes) and returns True
+    once NLMSG_DONE is met (the dump is over)."""
+    off = 0
+    while off + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, off)
+        if kind == NLMSG_DONE:
+            return True
+        if kind == NLMSG_ERROR:
+            err = -struct.unpack_from("=i", data, off + 16)[0]
+            raise OSError(err, f"netlink dump: {err}")
+        body = data[off + 16: off + length]
+        yield layout.unpack_from(body), parse_attrs(body, layout.size)
+        off += (length + 3) & ~3
+    return False
 
 
 def nested(payload: bytes | None) -> dict[int, bytes]:
