@@ -360,7 +360,16 @@ def _answer_kind(result: TraceResult) -> str | None:
     return "answer" if any(h.leg == "reply" for h in result.hops) else None
 
 
-def _dnat_skipped(plan: Plan, result: TraceResult, proto: str, port: int | None) -> tuple[Cause, str] | None:
+def _listener_names(ns: str, proto: str, port: int, state) -> str:
+    """Who listens on ``port`` in ``ns``, by the lab's daemon names where the PID is one of them
+    (netlab's docker-proxy relays are named ``docker-proxy-<port>``)."""
+    names = {d.pid: d.name for d in getattr(state, "daemons", [])}
+    found = evidence.listeners(ns, proto, port)
+    return ", ".join(f"{names.get(pid, name)} (pid {pid})" for name, pid in found)
+
+
+def _dnat_skipped(plan: Plan, result: TraceResult, proto: str, port: int | None,
+                  state=None) -> tuple[Cause, str] | None:
     """The node that owns the destination answered itself for a port the plan DNATs.
 
     Docker publishes a port with a nat-table DNAT rule: the packet's destination is rewritten in
@@ -383,7 +392,7 @@ def _dnat_skipped(plan: Plan, result: TraceResult, proto: str, port: int | None)
         text = (f"{host} answered {proto} {port} itself with {how}, but the plan DNATs it to {to} by '{rule}': "
                 f"the DNAT did not happen")
         return Cause(95, host, text, "protocol"), f"the probe reached {host} and was answered by {host} itself, not DNATed"
-    who = ", ".join(evidence.listeners(dst_ns.name, proto, port)) or "a local listener"
+    who = _listener_names(dst_ns.name, proto, port, state) or "a local listener"
     text = (f"{who} answered on {host}:{port} (the userland proxy), but the plan DNATs it to {to} by '{rule}': "
             f"the DNAT did not happen, so the probe never took the planned path to {to}")
     return Cause(95, host, text, "protocol"), f"the probe reached {host} and was answered by {who}, not DNATed to {to}"
@@ -431,7 +440,7 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         return result
     _add_legs(plan, result, seen, {n.name for n in nss})
     result.complete, result.stop = _verdict(plan, result, src, host_of)
-    skipped = _dnat_skipped(plan, result, proto, port)
+    skipped = _dnat_skipped(plan, result, proto, port, state)
     if skipped is not None:
         result.complete, result.stop = False, _dnat_stop(plan, result, host_of, skipped[1])
     if result.stop is not None:

@@ -402,11 +402,11 @@ def rp_filter(ns: str, dev: str) -> tuple[int, str]:
     return max(int(a), int(d)), f"conf.all.rp_filter={a}, conf.{dev}.rp_filter={d}"
 
 
-def listeners(ns: str, proto: str, port: int) -> list[str]:
-    """The processes listening on ``proto`` ``port`` in ``ns`` (``ss -lnp``): a docker-proxy
-    there answers for a published port whose DNAT did not happen."""
+def listeners(ns: str, proto: str, port: int) -> list[tuple[str, int]]:
+    """(process name, pid) of what listens on ``proto`` ``port`` in ``ns`` (``ss -lnp``): a
+    docker-proxy there answers for a published port whose DNAT did not happen."""
     r = procs.run(ns, ["ss", "-H", "-lnp", "-t" if proto == "tcp" else "-u", f"sport = :{port}"])
-    return sorted({f"{n} (pid {p})" for n, p in re.findall(r'\("([^"]+)",pid=(\d+)', r.stdout)})
+    return sorted({(n, int(p)) for n, p in re.findall(r'\("([^"]+)",pid=(\d+)', r.stdout)})
 
 
 def in_net(addr: str, cidr: str) -> bool:

@@ -35,7 +35,7 @@ from .evidence import KernelRoute, Moved, Window
 from .path import Expectation, interfaces, local_addresses, lookup
 
 #: Scores of evidence that proves a drop by itself (see the module docstring for the order).
-PROOF = {"protocol": 95, "unowned": 96, "gateway": 95, "daemon": 92, "rp_filter": 90, "rule": 90,
+PROOF = {"protocol": 95, "unowned": 96, "gateway": 95, "daemon": 97, "rp_filter": 99, "rule": 90,
          "unplanned_rule": 93, "policy": 84, "unplanned_policy": 91, "deviation": 86}
 #: Counters that name a mechanism, and how strongly; anything else that moved scores ``OTHER``.
 COUNTER_SCORE = {"Ip.FragFails": 80, "Ip.InAddrErrors": 64, "Ip.OutNoRoutes": 60, "IpExt.InNoRoutes": 60,
@@ -396,7 +396,7 @@ def _plan_causes(scene: Scene, ex: Explanation, rep, routes: dict[str, KernelRou
         score += 25 if ns in policy_drops and "-j ACCEPT" in line else 0
         kind = getattr(f, "kind", None)
         label = f"status ({kind})" if kind else "status"
-        ex.causes.append(Cause(min(score, 99), scene.host(ns), f"{label}: {line}", "plan"))
+        ex.causes.append(Cause(min(score, 98), scene.host(ns), f"{label}: {line}", "plan"))
     _daemon_causes(scene, ex, rep.daemons, names)
     for n in scene.path:
         if n.name not in differs and n.name in scene.seen:

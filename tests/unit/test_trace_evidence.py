@@ -54,3 +54,13 @@ def test_dnat_rules_come_from_the_plan():
     assert to == "172.17.0.2:7070" and "--dport 12347" in rule
     assert path.dnat_for(p, node2, "tcp", 9) is None
     assert path.dnat_for(p, node2, "udp", 12347) is None
+
+
+def test_counters_that_move_while_idle_are_not_the_probes():
+    # flannel.1 tx_drop rises in an idle lab (IPv6 multicast with no FDB entry): the same rise in
+    # the idle window cancels it; the rp_filter drop (netstat) moved only in the probe window
+    netstat = "TcpExt: IPReversePathFilter ListenDrops\nTcpExt: {} 0\n"
+    c = lambda drop, rp: evidence.Counters({**evidence._read_snmp(SNMP), **evidence._read_snmp(netstat.format(rp))},  # noqa: E731
+                                           evidence._read_dev(DEV.replace("2    0    0", f"2    0    {drop}")))
+    lines = evidence.counter_deltas(c(0, 0), c(1, 1), idle=(c(1, 1), c(2, 1)))
+    assert lines == ["TcpExt.IPReversePathFilter +1"]
