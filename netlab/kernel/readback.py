@@ -47,6 +47,7 @@ class Snapshot:
     all_routes: list[dict] = field(default_factory=list)
     rules: list[dict] = field(default_factory=list)
     netconf: dict[str, dict[str, str]] = field(default_factory=dict)  # "all", "default", ifname -> sysctls
+    static_fdb: list[dict] = field(default_factory=list)  # bridge FDB entries added as `static`
 
     @property
     def routes(self) -> list[dict]:
@@ -124,8 +125,14 @@ def _entries(sock: socket.socket, names: dict[int, str], snap: Snapshot) -> None
     snap.all_routes = [_route(hdr, a, names) for hdr, a in nldump.dump(sock, RTM_GETROUTE, socket.AF_INET)]
     neighs = [{"dev": names.get(hdr[1], "?"), "dst": ip4(a.get(NDA_DST)), "lladdr": mac(a.get(NDA_LLADDR)),
                "state": _nud(hdr[2])} for hdr, a in nldump.dump(sock, RTM_GETNEIGH, socket.AF_INET)]
-    fdb = [{"dev": names.get(hdr[1], "?"), "lladdr": mac(a.get(NDA_LLADDR)), "dst": ip4(a.get(NDA_DST))}
-           for hdr, a in nldump.dump(sock, RTM_GETNEIGH, AF_BRIDGE) if a.get(NDA_DST) and hdr[2] & NUD["permanent"]]
+    fdb, static = [], []
+    for hdr, a in nldump.dump(sock, RTM_GETNEIGH, AF_BRIDGE):
+        row = {"dev": names.get(hdr[1], "?"), "lladdr": mac(a.get(NDA_LLADDR)), "dst": ip4(a.get(NDA_DST))}
+        if a.get(NDA_DST) and hdr[2] & NUD["permanent"]:
+            fdb.append(row)  # a VTEP's: inner MAC -> underlay address, as flannel programs it
+        elif hdr[2] == NUD["noarp"]:
+            static.append(row)  # `bridge fdb add … static`: the kernel never makes one itself
+    snap.static_fdb = static
     snap.rules = [{"priority": u32(a.get(FRA_PRIORITY)) or 0, "table": u32(a.get(FRA_TABLE)) or hdr[4],
                    "action": hdr[7]} for hdr, a in nldump.dump(sock, RTM_GETRULE, socket.AF_INET)]
     main = [r for r in snap.all_routes if r["table"] == RT_TABLE_MAIN]

@@ -168,9 +168,11 @@ def _neighbours(ns: str, snap: Snapshot, mine: _Planned) -> list[tuple[str, str]
 
 
 def _fdb(ns: str, snap: Snapshot, mine: _Planned) -> list[tuple[str, str]]:
-    return [(f"bridge -n {{ns}} fdb del {r['lladdr']} dev {r['dev']} dst {r['dst']} self",
-             "unplanned permanent FDB entry") for r in snap.entries.get("fdb", [])
-            if (r["dev"], r["lladdr"], r["dst"]) not in mine.fdb]
+    out = [(f"bridge -n {{ns}} fdb del {r['lladdr']} dev {r['dev']} dst {r['dst']} self",
+            "unplanned permanent FDB entry") for r in snap.entries.get("fdb", [])
+           if (r["dev"], r["lladdr"], r["dst"]) not in mine.fdb]
+    return out + [(f"bridge -n {{ns}} fdb del {r['lladdr']} dev {r['dev']} master", "unplanned static FDB entry")
+                  for r in snap.static_fdb]
 
 
 def _iptables(ns: str, tables: dict[str, list[str]], mine: _Planned) -> list[tuple[str, str]]:

@@ -303,7 +303,24 @@ def _diff_ruleset(o: Ruleset, tables: dict[str, list[str]]) -> str:
     missing += [f":{c}" for t, c in o.chains if not any(line.startswith(f":{c} ") for line in tables.get(t, []))]
     diffs = [f"policy {t} {c} is {got} (want {want})" for t, c, want in o.policies
              if (got := _policy(tables.get(t, []), c)) != want]
-    return "; ".join(([("missing: " + " | ".join(missing))] if missing else []) + diffs)
+    return "; ".join(([("missing: " + " | ".join(missing))] if missing else []) + diffs + _out_of_order(o, tables))
+
+
+def _out_of_order(o: Ruleset, tables: dict[str, list[str]]) -> list[str]:
+    """iptables evaluates a chain top to bottom, so the planned rules must stand in the planned
+    order (a MASQUERADE exception after the MASQUERADE it exempts from is a different datapath)."""
+    out = []
+    chains: dict[tuple[str, str], list[str]] = {}
+    for r in o.rules:
+        chains.setdefault((r.table, r.chain), []).append(f"-A {r.chain} {r.spec}")
+    for (table, chain), planned in chains.items():
+        where = {line: i for i, line in enumerate(tables.get(table, [])) if line.startswith(f"-A {chain} ")}
+        seen = [where[line] for line in planned if line in where]
+        for a, b in zip(seen, seen[1:], strict=False):
+            if b < a:
+                out.append(f"rules of {table} {chain} out of the planned order")
+                break
+    return out
 
 
 def _policy(lines: list[str], chain: str) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from netlab import api
+from netlab.plan import Veth
 from tests.helpers import sh, unique_name
 
 pytestmark = pytest.mark.kernel
@@ -28,6 +29,7 @@ def test_a_healthy_lab_has_nothing_unplanned(lab, racks):
 def test_faults_outside_the_plan_are_named_with_their_remedy(lab_factory):
     lab = lab_factory("vxlan", pods=1)
     n1, n2 = lab.ns("node1"), lab.ns("node2")
+    port = next(e.name for o in lab.plan.of(Veth) for e in (o.a, o.b) if e.ns == n1 and e.master == "cni0")
     faults = [
         (["ip", "netns", "exec", n1, "iptables", "-I", "FORWARD", "-s", "10.244.2.0/24", "-j", "DROP"],
          f"ip netns exec {n1} iptables -t filter -D FORWARD -s 10.244.2.0/24 -j DROP", "unplanned"),
@@ -44,6 +46,8 @@ def test_faults_outside_the_plan_are_named_with_their_remedy(lab_factory):
         (["ip", "-n", n1, "addr", "add", "10.9.9.9/32", "dev", "eth0"], f"ip -n {n1} addr del 10.9.9.9/32 dev eth0",
          "unplanned"),
         (["ip", "-n", n2, "link", "add", "br-extra", "type", "bridge"], f"ip -n {n2} link del br-extra", "unplanned"),
+        (["bridge", "-n", n1, "fdb", "add", "02:00:00:00:00:77", "dev", port, "master", "static"],
+         f"bridge -n {n1} fdb del 02:00:00:00:00:77 dev {port} master", "unplanned"),
         (["ip", "netns", "exec", n1, "sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=1"], None, "different"),
     ]
     assert lab.verify().ok
