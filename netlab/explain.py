@@ -42,8 +42,14 @@ def _quote_run(arg: str) -> str:
 
 
 def describe(o) -> str:
-    """One command line (the first, for multi-line objects) that creates ``o``."""
-    return commands(o)[0]
+    """One command line (the first, for multi-line objects) that creates ``o``. A here-document
+    (a ruleset, a daemon's config) is named by its first line and what it holds, so ``status``
+    stays one line per problem; ``explain`` prints the whole of it."""
+    first = commands(o)[0]
+    if "\n" not in first:
+        return first
+    head, _, body = first.partition("\n")
+    return f"{head} … ({len(body.splitlines()) - 1} lines)"
 
 
 def _netns(o: Netns) -> list[str]:
