@@ -12,7 +12,7 @@ import shlex
 from typing import Any, Callable
 
 from .plan import Daemon, File, Ipip, Netns, Plan, Ruleset, Sysctl, Tun, Veth
-from .spec import KINDS, Kind, spec_of
+from .spec import KINDS, Kind, ends_of, spec_of
 
 
 def _words(spec: Kind, obj: Any, where: str) -> str:
@@ -145,6 +145,19 @@ def commands(o: Any) -> list[str]:
     if spec.link:
         return _LINKS.get(spec.link, _link)(o)
     return _entry(o)
+
+
+def undo(o: Any) -> list[str]:
+    """The commands that remove ``o`` from the kernel again: ``ip link del`` for a link (a veth's
+    peer goes with it), the kind's ``undo`` with its key fields for an entry."""
+    spec = spec_of(o)
+    if spec.link:
+        end = ends_of(o)[0]
+        return [f"ip -n {end.ns} link del {end.name}"]
+    if not spec.undo:
+        raise TypeError(f"no way to remove a {type(o).__name__} by itself")
+    keys = "".join(f" {w}" for f in spec.fields if f.key and (w := f.words(getattr(o, f.name))))
+    return [spec.undo.format(ns=o.ns, keys=keys)]
 
 
 def script(plan: Plan, title: str = "") -> str:

@@ -150,7 +150,7 @@ Link = Union[Bridge, Veth, Vxlan, Tun, Ipip]
 
 @dataclass(frozen=True)
 class Addr(Declared):
-    SPEC: ClassVar[Kind] = Kind("addresses", cmd="ip -n {ns} addr add",
+    SPEC: ClassVar[Kind] = Kind("addresses", cmd="ip -n {ns} addr add", undo="ip -n {ns} addr del{keys}",
                                 fields=(Field("cidr", key=True), Field("dev", ip="dev", key=True)))
 
     ns: str
@@ -170,7 +170,7 @@ class Route(Declared):
     ``ip route`` prints no ``proto`` for it, exactly as on a real flannel node.
     """
 
-    SPEC: ClassVar[Kind] = Kind("routes", cmd="ip -n {ns} route add", fields=(
+    SPEC: ClassVar[Kind] = Kind("routes", cmd="ip -n {ns} route add", undo="ip -n {ns} route del{keys}", fields=(
         Field("type", default="unicast"), Field("dst", key=True), Field("via", ip="via"),
         Field("dev", ip="dev", optional=True), Field("src", ip="src"),
         # iproute2 names RT_SCOPE_UNIVERSE "global"; it rejects "universe"
@@ -196,7 +196,7 @@ class Route(Declared):
 class Neigh(Declared):
     """A permanent ARP entry (NUD_PERMANENT): the kernel never ages or re-resolves it."""
 
-    SPEC: ClassVar[Kind] = Kind("neighbours", cmd="ip -n {ns} neigh replace", fields=(
+    SPEC: ClassVar[Kind] = Kind("neighbours", cmd="ip -n {ns} neigh replace", undo="ip -n {ns} neigh del{keys}", fields=(
         Field("dst", key=True), Field("lladdr", ip="lladdr"), Field("dev", ip="dev", key=True),
         Field("state", ip="nud")))
 
@@ -211,7 +211,8 @@ class Neigh(Declared):
 class Fdb(Declared):
     """A VXLAN forwarding entry: inner MAC -> outer (underlay) destination IP, ``self permanent``."""
 
-    SPEC: ClassVar[Kind] = Kind("fdb", cmd="bridge -n {ns} fdb append", tail="self permanent", fields=(
+    SPEC: ClassVar[Kind] = Kind("fdb", cmd="bridge -n {ns} fdb append", tail="self permanent",
+                                undo="bridge -n {ns} fdb del{keys} self", fields=(
         Field("lladdr", key=True), Field("dev", ip="dev", key=True), Field("dst", ip="dst", key=True)))
 
     ns: str

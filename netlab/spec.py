@@ -109,7 +109,8 @@ class Kind:
     IFLA_INFO_KIND: ``bridge``, ``veth``, ``vxlan``), their creation ``round`` and, for a kind
     with two ends in two namespaces (veth), the attribute names of its ``ends``: the fields then
     describe each end. ``cmd`` is the shell command ``explain`` starts its line with, the fields'
-    words following (``{ns}`` is the namespace); ``tail`` ends it."""
+    words following (``{ns}`` is the namespace); ``tail`` ends it. ``undo`` removes one again
+    (a link is removed by ``ip link del``), which is how an exercise injects a missing object."""
 
     phase: str
     fields: tuple[Field, ...] = ()
@@ -118,6 +119,7 @@ class Kind:
     ends: tuple[str, ...] = ()
     cmd: str = ""
     tail: str = ""
+    undo: str = ""  # the command that removes one: ``{ns}`` and ``{keys}`` (the key fields' words)
 
     @property
     def keys(self) -> tuple[Field, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import api, model, naming, state
+from ..exercises.run import refuse_if_blind
 from ..explain import script
 from .common import override_options
 
@@ -28,6 +29,8 @@ def command(lab: str, name: str | None, overrides: dict) -> None:
     LAB is a lab file (a name from 'netlab list' or a path), or an instance that is up: then the
     script is that of exactly what that instance is."""
     h = _instance(lab, name, overrides)
+    if h is not None:
+        refuse_if_blind(h.name)
     m = h.lab if h else model.load(lab, name=name, overrides=overrides)
     plan = h.plan if h else api.build_plan(m)
     click.echo(script(plan, title=f"{m.name}: {m.description}"), nl=False)

@@ -32,7 +32,10 @@ def command(lab: str, src: str, dst: str, proto: str, port: int | None, size: in
     Offloads are never changed: the probe is one packet no larger than the source MTU (DF set),
     so no hop shows a GSO super-frame for it (netlab capture marks the ones a TCP stream makes)."""
     require_root()
+    from ..exercises.run import refuse_if_blind
     from ..trace import engine, render
+
+    refuse_if_blind(lab)
 
     handle = api.attach(lab)
     result = engine.run(handle.plan, src, dst, proto=proto, port=port, size=size, timeout=timeout,

@@ -1,0 +1,1 @@
+"""Packet-level troubleshooting exercises: a fault in a real datapath, hints, an honest check."""

@@ -1,0 +1,406 @@
+"""Running an exercise: start (up, then the seed's fault), hint, check, solution, reset, stop.
+
+The check is honest in three ways, each of which a shortcut would fail:
+
+1. **behaviour**: every flow of the ticket works again, and every control flow still works,
+   probed for real in the lab (ping, a TCP connect);
+2. **state**: the kernel equals the plan again, both ways (:func:`netlab.kernel.verify.verify`
+   reports missing, different and unplanned objects), so a workaround that makes the traffic
+   flow (a static route instead of the FDB entry, a blanket ACCEPT) does not pass;
+3. **integrity**: it is the lab ``start`` built: every namespace still has the inode and the
+   ownership marker it had, so ``down`` then ``up`` does not count, and every planned daemon runs.
+
+What the student did is recorded in ``exercise.json`` in the lab's state directory (hints asked,
+checks tried, the result), and appended to ``exercises.jsonl`` under the state root when the
+exercise ends, which is what ``netlab exercise report`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal as signals
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import api, naming, plan as planmod, state as statemod
+from ..errors import NetlabError
+from ..explain import describe, undo
+from ..kernel import netns, procs
+from ..kernel.teardown import read_marker
+from ..kernel.verify import verify
+from .spec import Exercise, Flow, Variant, load
+
+RECORD = "exercise.json"
+LOG = "exercises.jsonl"
+
+
+class Fill(dict):
+    """Placeholders for str.format_map: an unknown one is an error in the exercise file."""
+
+    def __missing__(self, key: str) -> str:
+        raise NetlabError(f"exercise placeholder {{{key}}} is not defined",
+                          f"define it under vars:, or use one of: {', '.join(sorted(self))}")
+
+
+def fill(text: str, ctx: dict) -> str:
+    return text.format_map(Fill(ctx))
+
+
+def choose(ex: Exercise, seed: int, variant: int | None = None) -> tuple[Variant, dict[str, str]]:
+    """The seed decides the variant and every var, so ``--seed`` reproduces a student's run."""
+    rng = random.Random(seed)
+    v = ex.variants[variant] if variant is not None else rng.choice(ex.variants)
+    return v, dict(rng.choice(ex.vars))
+
+
+def context(h: api.LabHandle, values: dict[str, str]) -> dict[str, str]:
+    """The placeholders of a run: the vars, each host-valued var's namespace and address, and
+    every host's (``{node1_ns}``, ``{node2_pod1_ip}``), and the instance name."""
+    ctx = {"lab": h.name, **values}
+    hosts = {n.host: n for n in h.plan.namespaces}
+    for key, host in [(k, v) for k, v in values.items() if v in hosts] + [(n, n) for n in hosts]:
+        k = key.replace("-", "_")
+        ctx[f"{k}_ns"] = hosts[host].name
+        ip = _address(h.plan, hosts[host].name)
+        if ip:
+            ctx[f"{k}_ip"] = ip
+    return ctx
+
+
+def _address(plan: planmod.Plan, ns: str) -> str | None:
+    addrs = sorted((a for a in plan.of(planmod.Addr) if a.ns == ns), key=lambda a: a.dev != "eth0")
+    return str(addrs[0].interface.ip) if addrs else None
+
+
+# -- fault actions ------------------------------------------------------------------------------
+def _select(h: api.LabHandle, spec: dict, ctx: dict, rng: random.Random) -> object:
+    """One planned object of ``kind`` in ``host``'s namespace whose fields match ``where``."""
+    kind = getattr(planmod, str(spec.get("kind")), None)
+    ns = h.ns(fill(str(spec.get("host", "")), ctx))
+    where = {k: fill(str(v), ctx) for k, v in (spec.get("where") or {}).items()}
+    if kind is None:
+        raise NetlabError(f"exercise: delete: no plan kind {spec.get('kind')!r}", "use Fdb, Neigh, Route, Addr, Veth …")
+    found = [o for o in h.plan.of(kind) if getattr(o, "ns", None) == ns
+             and all(str(getattr(o, k, None)) == v for k, v in where.items())]
+    if not found:
+        raise NetlabError(f"exercise: delete: no {kind.__name__} in {ns} with {where}", "fix the exercise's selector")
+    return rng.choice(found)
+
+
+def _sh(cmd: str) -> None:
+    """One exercise command (a fault or a solution), with this netlab's ``netlab`` first on PATH."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30, env=env)
+    if r.returncode:
+        raise NetlabError(f"exercise: `{cmd}` failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}",
+                          "the exercise file's action does not fit this lab")
+
+
+def _signal(h: api.LabHandle, spec: dict, ctx: dict) -> None:
+    ns = h.ns(fill(str(spec["host"]), ctx))
+    rec = next((d for d in h.state.daemons if d.ns == ns and d.name == spec["daemon"]), None)
+    if rec is None or procs.proc_state(rec.pid, rec.start_time) is None:
+        raise NetlabError(f"exercise: no running daemon {spec['daemon']} in {ns}", "fix the exercise's signal action")
+    os.kill(rec.pid, getattr(signals, f"SIG{str(spec.get('signal', 'STOP')).upper()}"))
+
+
+def inject(h: api.LabHandle, variant: Variant, ctx: dict, rng: random.Random) -> list[str]:
+    """Apply the variant's fault; returns the commands that recreate what ``delete`` removed (and
+    puts the last one in ``{obj}``), which is the solution unless the variant gives its own."""
+    recreate: list[str] = []
+    for action in variant.actions:
+        (verb, spec), = action.items()
+        if verb == "delete":
+            obj = _select(h, spec, ctx, rng)
+            for cmd in undo(obj):
+                _sh(cmd)
+            recreate.append(describe(obj))
+            ctx["obj"] = recreate[-1]
+        elif verb == "run":
+            for cmd in spec if isinstance(spec, list) else [spec]:
+                _sh(fill(str(cmd), ctx))
+        elif verb == "signal":
+            _signal(h, spec, ctx)
+    return recreate
+
+
+# -- probes -------------------------------------------------------------------------------------
+def _target(ctx: dict, dst: str) -> str:
+    key = dst.replace("-", "_") + "_ip"
+    return ctx.get(key, dst)
+
+
+def _probe_argv(f: Flow, ip: str) -> list[str]:
+    if f.proto == "tcp":
+        return ["timeout", "2", "bash", "-c", f"exec 3<>/dev/tcp/{ip}/{f.port}"]
+    return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", ip]
+
+
+def probe(h: api.LabHandle, flows: list[Flow], ctx: dict) -> dict[Flow, bool]:
+    """Every flow at once (each waits at most ~2 s), so a check stays fast when flows fail."""
+    running = {}
+    for f in flows:
+        src, dst = fill(f.src, ctx), fill(f.dst, ctx)
+        flow = Flow(src, dst, f.proto, f.port)
+        running[flow] = procs.popen(h.ns(src), _probe_argv(flow, _target(ctx, dst)),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return {f: p.wait(timeout=10) == 0 for f, p in running.items()}
+
+
+# -- the record ---------------------------------------------------------------------------------
+@dataclass
+class Record:
+    id: str
+    src: str
+    seed: int
+    variant: str
+    mode: str
+    values: dict[str, str]
+    ctx: dict[str, str]
+    solution: list[str]
+    inodes: dict[str, int]
+    started_at: float = field(default_factory=time.time)
+    hints: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    result: str | None = None
+    ended_at: float | None = None
+
+    def save(self, st: statemod.State) -> None:
+        (st.dir / RECORD).write_text(json.dumps(self.__dict__, indent=1))
+
+
+def record_of(name: str) -> tuple[api.LabHandle, Record]:
+    h = api.attach(name)
+    path = h.state.dir / RECORD
+    if not path.exists():
+        raise NetlabError(f"lab '{name}' is not an exercise", "start one: netlab exercise start <id>")
+    return h, Record(**json.loads(path.read_text()))
+
+
+def running() -> list[str]:
+    return [s.lab for s in statemod.all_labs() if (s.dir / RECORD).exists()]
+
+
+def blind(name: str) -> bool:
+    """Whether ``name`` is an exercise in blind mode (``status``, ``trace``, ``explain`` refuse)."""
+    try:
+        path = statemod.state_root() / naming.check_instance(name) / RECORD
+        return json.loads(path.read_text()).get("mode") == "blind"
+    except (OSError, ValueError, NetlabError):
+        return False
+
+
+def refuse_if_blind(name: str) -> None:
+    """In blind mode the student meets the lab as an SRE meets a real node: no netlab diagnosis."""
+    if blind(name):
+        raise NetlabError(f"lab '{name}' is an exercise in blind mode",
+                          "blind mode: use ip, bridge, iptables, tcpdump, ping (netlab exec gives a shell)")
+
+
+def _inodes(h: api.LabHandle) -> dict[str, int]:
+    return {n.name: os.stat(netns.path(n.name)).st_ino for n in h.plan.namespaces}
+
+
+# -- verbs --------------------------------------------------------------------------------------
+def start(ref: str, seed: int | None = None, name: str | None = None, mode: str = "guided",
+          variant: int | None = None) -> tuple[api.LabHandle, Record, Exercise]:
+    """Bring the lab up, check it works, inject the seed's fault, record it all."""
+    ex = load(ref)
+    seed = seed if seed is not None else random.SystemRandom().randrange(1, 10_000)
+    v, values = choose(ex, seed, variant)
+    h = api.up(ex.lab, name=name or ex.id[:24].rstrip("-"), **ex.overrides)
+    try:
+        ctx = context(h, values)
+        before = probe(h, list(ex.broken + ex.control), ctx)
+        if not all(before.values()):
+            bad = next(f.text for f, ok in before.items() if not ok)
+            raise NetlabError(f"exercise {ex.id}: before the fault, {bad} does not work", "the exercise's flows do not fit its lab")
+        recreate = inject(h, v, ctx, random.Random(seed + 1))
+        solution = [fill(s, ctx) for s in v.solution] or recreate
+        rec = Record(ex.id, ex.src, seed, v.name, mode, values, ctx, solution, _inodes(h))
+        rec.save(h.state)
+    except BaseException:
+        h.down()
+        raise
+    return h, rec, ex
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    lines: list[str]
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "lines": self.lines, "seconds": round(self.seconds, 3)}
+
+
+def _integrity(h: api.LabHandle, rec: Record) -> list[str]:
+    out = []
+    for ns, inode in rec.inodes.items():
+        try:
+            same = os.stat(netns.path(ns)).st_ino == inode and read_marker(ns) == h.state.marker
+        except OSError:
+            same = False
+        if not same:
+            out.append(f"namespace {ns} is not the one the exercise started with: this is not the same lab")
+    return out
+
+
+def evaluate(h: api.LabHandle, rec: Record, ex: Exercise) -> Verdict:
+    """Behaviour, state and integrity, each said in terms of the symptom, never the answer."""
+    t0 = time.monotonic()
+    results = probe(h, list(ex.broken + ex.control), rec.ctx)
+    control = {Flow(fill(f.src, rec.ctx), fill(f.dst, rec.ctx), f.proto, f.port) for f in ex.control}
+    lines = [f"{'control flow broken' if f in control else 'still broken'}: {f.text}"
+             for f, ok in results.items() if not ok]
+    rep = verify(h.plan, h.state)
+    problems = rep.problems
+    dead = [d for d in rep.daemons if not d["alive"]]
+    if problems or dead or rep.missing_namespaces:
+        unplanned = sum(1 for p in problems if p.kind == "unplanned")
+        lead = "the traffic works, but" if not lines else "and"
+        lines.append(f"{lead} the kernel still differs from the intended datapath in {len(problems) + len(dead)} "
+                     f"place(s){f', {unplanned} of them not in the plan' if unplanned else ''}")
+    lines += _integrity(h, rec)
+    return Verdict(not lines, lines or ["every flow works, the kernel is the plan again, and it is the same lab"],
+                   time.monotonic() - t0)
+
+
+def check(name: str) -> Verdict:
+    h, rec = record_of(name)
+    ex = load(rec.src)
+    verdict = evaluate(h, rec, ex)
+    rec.checks.append({"at": time.time(), "passed": verdict.passed})
+    if verdict.passed and rec.result is None:
+        rec.result, rec.ended_at = "solved", time.time()
+    rec.save(h.state)
+    return verdict
+
+
+def hint(name: str) -> tuple[int, str]:
+    """The next hint level (1: where to look, 2: the layer and node, 3: the object), recorded."""
+    h, rec = record_of(name)
+    ex = load(rec.src)
+    variant = next(v for v in ex.variants if v.name == rec.variant)
+    hints = variant.hints or ex.hints
+    level = min(len(rec.hints) + 1, len(hints))
+    if not hints:
+        raise NetlabError(f"exercise {ex.id} has no hints", "ask the instructor, or: netlab exercise solution")
+    rec.hints.append({"level": level, "at": time.time()})
+    rec.save(h.state)
+    return level, fill(hints[level - 1], rec.ctx)
+
+
+def solution(name: str) -> tuple[list[str], Exercise, Record]:
+    h, rec = record_of(name)
+    if rec.result is None:
+        rec.result, rec.ended_at = "given up", time.time()
+        rec.save(h.state)
+    return rec.solution, load(rec.src), rec
+
+
+def stop(name: str) -> None:
+    h, rec = record_of(name)
+    rec.result = rec.result or "stopped"
+    rec.ended_at = rec.ended_at or time.time()
+    entry = {**rec.__dict__, "lab": name, "ctx": None}
+    with open(statemod.state_root() / LOG, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    h.down()
+
+
+def reset(name: str) -> tuple[api.LabHandle, Record, Exercise]:
+    """From scratch: the same exercise, seed and mode, a fresh lab with the fault injected again."""
+    _, rec = record_of(name)
+    stop(name)
+    ex = load(rec.src)
+    variant = next(i for i, v in enumerate(ex.variants) if v.name == rec.variant)
+    return start(rec.src, rec.seed, name, rec.mode, variant)
+
+
+def restart_daemon(name: str, host: str, daemon: str) -> int:
+    """Start a planned daemon again, as ``up`` started it (its planned argv, in its namespace),
+    after a fault stopped or killed it: the old process is ended only if it is provably the one
+    netlab started. Returns the new PID, which the lab's state records."""
+    from ..kernel.apply import Applier
+
+    h, _ = record_of(name)
+    ns = h.ns(host)
+    planned = next((d for d in h.plan.of(planmod.Daemon) if d.ns == ns and d.name == daemon), None)
+    if planned is None:
+        names = sorted({d.name for d in h.plan.of(planmod.Daemon) if d.ns == ns}) or ["(none)"]
+        raise NetlabError(f"{host} runs no planned daemon '{daemon}'", f"use one of: {', '.join(names)}")
+    proven = os.stat(netns.path(ns)).st_ino if read_marker(ns) == h.state.marker else None
+    for rec in [d for d in h.state.daemons if d.ns == ns and d.name == daemon]:
+        if procs.provably_ours(rec.pid, rec.start_time, rec.argv, proven) is None:
+            os.kill(rec.pid, signals.SIGCONT)
+            procs.stop(rec.pid, rec.start_time)
+        h.state.daemons.remove(rec)
+    Applier(h.plan, h.state).daemons([planned])
+    return h.state.daemons[-1].pid
+
+
+def report() -> list[dict]:
+    """Per exercise run: the result, the time to solve, the hints used and the checks tried."""
+    rows = []
+    log = statemod.state_root() / LOG
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    for name in running():
+        try:
+            _, rec = record_of(name)
+        except NetlabError:
+            continue
+        entries.append({**rec.__dict__, "lab": name})
+    for e in entries:
+        took = (e["ended_at"] - e["started_at"]) if e.get("ended_at") else None
+        rows.append({"id": e["id"], "lab": e["lab"], "seed": e["seed"], "variant": e["variant"], "mode": e["mode"],
+                     "result": e.get("result") or "in progress", "seconds": round(took, 1) if took else None,
+                     "hints": max((x["level"] for x in e["hints"]), default=0), "checks": len(e["checks"])})
+    return rows
+
+
+def validate(ref: str, log=print) -> list[str]:
+    """An exercise end to end, every variant: start, the check fails, the solution, the check
+    passes, stop, nothing left. Returns the failures (empty: valid)."""
+    ex = load(ref)
+    failures = []
+    for i, v in enumerate(ex.variants):
+        name = f"xv{os.urandom(3).hex()}"
+        try:
+            h, rec, _ = start(ref, seed=1000 + i, name=name, variant=i)
+        except NetlabError as e:
+            failures.append(f"{v.name}: start: {e}")
+            continue
+        try:
+            first = evaluate(h, rec, ex)
+            if first.passed:
+                failures.append(f"{v.name}: the check passes right after the fault")
+            for cmd in rec.solution:
+                _sh(cmd)
+            after = _settled(h, rec, ex)
+            if not after.passed:
+                failures.append(f"{v.name}: after the solution the check still fails: {'; '.join(after.lines)}")
+            log(f"{ex.id} [{v.name}]: fault seen ({first.lines[0]}); solution passes in {after.seconds:.2f}s")
+        finally:
+            stop(name)
+        if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
+            failures.append(f"{v.name}: namespaces left behind")
+    return failures
+
+
+def _settled(h: api.LabHandle, rec: Record, ex: Exercise, timeout: float = 20.0) -> Verdict:
+    """The check after a repair, retried while the lab settles (BGP reconverging after BIRD is
+    continued): the first pass, or the last failure after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        h, _ = record_of(h.name)  # the solution may have changed the state (a restarted daemon)
+        verdict = evaluate(h, rec, ex)
+        if verdict.passed or time.monotonic() > deadline:
+            return verdict
+        time.sleep(0.5)
