@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from xml.sax.saxutils import quoteattr
 
@@ -76,14 +77,30 @@ def show(exercise: str) -> None:
 
 
 @command.command("start")
-@click.argument("exercise")
+@click.argument("exercise", required=False)
 @click.option("--seed", type=int, help="Reproduce a run: the seed picks the variant, nodes and pods.")
 @click.option("--name", help="Instance name (default: the exercise id).")
 @click.option("--mode", type=click.Choice(["guided", "blind"]), default="guided", show_default=True)
-def start(exercise: str, seed: int | None, name: str | None, mode: str) -> None:
+@click.option("--course", type=click.Path(exists=True, dir_okay=False), help="A course file: start its next unsolved exercise.")
+@click.option("--student", help="With --course: whose progress and seeds (default: $USER).")
+def start(exercise: str | None, seed: int | None, name: str | None, mode: str, course: str | None,
+          student: str | None) -> None:
     """Bring the lab up, break it, and print the ticket."""
     require_root()
-    h, rec, ex = run.start(exercise, seed, name, mode)
+    if course:
+        student = student or os.environ.get("SUDO_USER") or os.environ.get("USER") or "student"
+        for lab in run.running():  # the course moves on: a finished exercise of it is stopped first
+            _, rec = run.record_of(lab)
+            if rec.course == course and rec.student == student and rec.result in ("solved", "given up"):
+                run.stop(lab)
+        found = run.course_next(course, student)
+        if found is None:
+            click.echo(f"{student} has finished every exercise of {course}")
+            return
+        exercise, seed = found
+    if exercise is None:
+        raise NetlabError("exercise start needs an exercise id or --course FILE", "see: netlab exercise list")
+    h, rec, ex = run.start(exercise, seed, name, mode, course=course, student=student)
     click.echo(f"{ex.id} (seed {rec.seed}, {mode} mode) is up as '{h.name}'.\n")
     click.echo("TICKET: " + run.fill(ex.ticket, rec.ctx))
     tools = "netlab status, trace, capture, exec" if mode == "guided" else "ip, bridge, iptables, tcpdump, ping"

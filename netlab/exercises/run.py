@@ -17,6 +17,7 @@ exercise ends, which is what ``netlab exercise report`` reads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -26,6 +27,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from .. import api, naming, plan as planmod, state as statemod
 from ..errors import NetlabError
@@ -61,7 +64,7 @@ def choose(ex: Exercise, seed: int, variant: int | None = None) -> tuple[Variant
 def context(h: api.LabHandle, values: dict[str, str]) -> dict[str, str]:
     """The placeholders of a run: the vars, each host-valued var's namespace and address, and
     every host's (``{node1_ns}``, ``{node2_pod1_ip}``), and the instance name."""
-    ctx = {"lab": h.name, **values}
+    ctx = {"lab": h.name, "run": str(h.state.dir), **values}
     hosts = {n.host: n for n in h.plan.namespaces}
     for key, host in [(k, v) for k, v in values.items() if v in hosts] + [(n, n) for n in hosts]:
         k = key.replace("-", "_")
@@ -155,6 +158,8 @@ def probe(h: api.LabHandle, flows: list[Flow], ctx: dict) -> dict[Flow, bool]:
 # -- the record ---------------------------------------------------------------------------------
 @dataclass
 class Record:
+    """One exercise run, as ``exercise.json`` holds it (and ``exercises.jsonl`` once it ends)."""
+
     id: str
     src: str
     seed: int
@@ -169,6 +174,8 @@ class Record:
     checks: list[dict] = field(default_factory=list)
     result: str | None = None
     ended_at: float | None = None
+    course: str | None = None
+    student: str | None = None
 
     def save(self, st: statemod.State) -> None:
         (st.dir / RECORD).write_text(json.dumps(self.__dict__, indent=1))
@@ -208,7 +215,8 @@ def _inodes(h: api.LabHandle) -> dict[str, int]:
 
 # -- verbs --------------------------------------------------------------------------------------
 def start(ref: str, seed: int | None = None, name: str | None = None, mode: str = "guided",
-          variant: int | None = None) -> tuple[api.LabHandle, Record, Exercise]:
+          variant: int | None = None, course: str | None = None,
+          student: str | None = None) -> tuple[api.LabHandle, Record, Exercise]:
     """Bring the lab up, check it works, inject the seed's fault, record it all."""
     ex = load(ref)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 10_000)
@@ -222,7 +230,8 @@ def start(ref: str, seed: int | None = None, name: str | None = None, mode: str 
             raise NetlabError(f"exercise {ex.id}: before the fault, {bad} does not work", "the exercise's flows do not fit its lab")
         recreate = inject(h, v, ctx, random.Random(seed + 1))
         solution = [fill(s, ctx) for s in v.solution] or recreate
-        rec = Record(ex.id, ex.src, seed, v.name, mode, values, ctx, solution, _inodes(h))
+        rec = Record(ex.id, ex.src, seed, v.name, mode, values, ctx, solution, _inodes(h), course=course,
+                     student=student)
         rec.save(h.state)
     except BaseException:
         h.down()
@@ -360,9 +369,33 @@ def report() -> list[dict]:
     for e in entries:
         took = (e["ended_at"] - e["started_at"]) if e.get("ended_at") else None
         rows.append({"id": e["id"], "lab": e["lab"], "seed": e["seed"], "variant": e["variant"], "mode": e["mode"],
+                     "course": e.get("course"), "student": e.get("student"),
                      "result": e.get("result") or "in progress", "seconds": round(took, 1) if took else None,
                      "hints": max((x["level"] for x in e["hints"]), default=0), "checks": len(e["checks"])})
     return rows
+
+
+def course_next(path: str, student: str | None) -> tuple[str, int] | None:
+    """The next exercise of a course file for ``student``: the first one not finished yet in this
+    course (solved or given up, by the report's log), with its seed (the file's, or one derived from the student's
+    name and the exercise, so each student gets their own variant and reruns get the same)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise NetlabError(f"course file {path}: {e}", "give a YAML file with exercises: [{id: …, seed: …}]") from None
+    items = raw.get("exercises") if isinstance(raw, dict) else None
+    if not isinstance(items, list) or not items:
+        raise NetlabError(f"course file {path}: no exercises list", "write exercises: [{id: vxlan-fdb-forgotten}, …]")
+    solved = {r["id"] for r in report() if r["result"] in ("solved", "given up") and r.get("course") == str(path)
+              and r.get("student") == student}
+    for item in items:
+        ident = str(item["id"] if isinstance(item, dict) else item)
+        if ident not in solved:
+            seed = item.get("seed") if isinstance(item, dict) else None
+            if seed is None:
+                seed = int(hashlib.sha256(f"{student or ''}/{ident}".encode()).hexdigest()[:8], 16) % 10_000
+            return ident, int(seed)
+    return None
 
 
 def validate(ref: str, log=print) -> list[str]:
