@@ -391,7 +391,7 @@ def _inode(ns: str) -> int | None:
         return None
 
 
-def _answers(path: str, timeout: float = 1.0) -> bool:
+def _answers(path: str, timeout: float = 3.0) -> bool:
     """A daemon that serves a control socket greets whoever connects (BIRD: ``0001 BIRD … ready.``).
     A stopped or wedged one still has the socket, and the kernel still accepts the connection
     into its backlog, but nothing is ever said: that silence is the finding."""

@@ -28,6 +28,7 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 def status(name: str) -> tuple[int, dict]:
     r = cli("status", name, "--json")
+    assert r.stdout.strip(), f"status --json printed nothing (exit {r.returncode}): {r.stderr.strip()[-500:]}"
     return r.returncode, json.loads(r.stdout)
 
 
