@@ -137,16 +137,29 @@ class Lab:
 
 
 def labs_dir() -> Path:
-    import os
-
-    env = os.environ.get("NETLAB_LABS")
-    if env:
-        return Path(env)
+    """netlab's own lab files (``labs/`` of the checkout)."""
     return Path(__file__).resolve().parent.parent / "labs"
 
 
+def labs_dirs() -> list[Path]:
+    """Where lab names are looked up, in order: the directories of ``NETLAB_LABS`` (a search path,
+    ``:``-separated, as PATH is), then netlab's own ``labs/``, so a user's labs add to netlab's
+    instead of hiding them; a user's lab of the same name comes first."""
+    env = os.environ.get("NETLAB_LABS", "")
+    return [Path(d) for d in env.split(":") if d] + [labs_dir()]
+
+
 def available() -> list[Path]:
-    return sorted(labs_dir().glob("*.yaml"))
+    """Every lab file by name, the first of each name along :func:`labs_dirs`."""
+    found: dict[str, Path] = {}
+    for d in labs_dirs():
+        try:
+            files = sorted(d.glob("*.yaml"))
+        except OSError:
+            continue
+        for p in files:
+            found.setdefault(p.stem, p)
+    return sorted(found.values(), key=lambda p: p.stem)
 
 
 def _looks_like_path(lab: str) -> bool:
@@ -177,9 +190,10 @@ def find(lab: str) -> Path:
             return p
         raise LabFileError(f"{shown_path(lab)}: file not found",
                            f"check the path, or give a lab name: {names}")
-    candidate = labs_dir() / f"{lab}.yaml"
-    if _exists(candidate):
-        return candidate
+    for d in labs_dirs():
+        candidate = d / f"{lab}.yaml"
+        if _exists(candidate):
+            return candidate
     raise LabFileError(f"unknown lab {shown(lab)!r}", f"choose one of: {names} (or give a path to a .yaml lab file)")
 
 

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import model, state
+from .. import datapaths, model, state
 from ..errors import NetlabError
+from ..kernel import probe
+
+
+def _kinds_here() -> set[str] | None:
+    """The link kinds every lab may require that this kernel can create (probed as root, in a
+    throwaway namespace), or None when not root: then nothing is marked."""
+    if os.geteuid() != 0:
+        return None
+    wanted = {k for path in model.available() for k in _requires(path)}
+    return {k for k in wanted if probe.link_kind(k) is None}
+
+
+def _requires(path) -> tuple[str, ...]:
+    try:
+        return datapaths.get(model.load(str(path)).datapath).requires
+    except NetlabError:
+        return ()
 
 
 @click.command("list")
@@ -22,10 +41,13 @@ def command() -> None:
     table.add_column("datapath")
     table.add_column("up as")
     table.add_column("what it shows")
+    kinds = _kinds_here()
     for path in model.available():
         try:
             lab = model.load(str(path))
-            table.add_row(path.stem, lab.datapath, " ".join(up.get(str(path), [])), escape(lab.description))
+            missing = [k for k in datapaths.get(lab.datapath).requires if kinds is not None and k not in kinds]
+            note = f" [yellow](not on this kernel: no {', '.join(missing)}; see netlab vm)[/yellow]" if missing else ""
+            table.add_row(path.stem, lab.datapath, " ".join(up.get(str(path), [])), escape(lab.description) + note)
         except NetlabError as e:
             table.add_row(path.stem, "?", "", f"[red]invalid: {escape(str(e))}[/red]")
     out = Console()

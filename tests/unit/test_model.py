@@ -122,3 +122,15 @@ def test_shown_cuts_values_short_and_keeps_them_on_one_line():
     assert model.shown(10**5000).endswith("-bit integer>")
     assert len(model.shown_path("/d" * 500 + "/lab.yaml")) == model.SHOWN_PATH
     assert model.shown_path("/d" * 500 + "/lab.yaml").endswith("/lab.yaml")
+
+
+def test_netlab_labs_is_a_search_path_added_to_netlabs_own(tmp_path, monkeypatch):
+    """A user's directory adds labs (and may shadow one by name); netlab's own stay visible."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "mylab.yaml").write_text((model.labs_dir() / "vxlan.yaml").read_text())
+    monkeypatch.setenv("NETLAB_LABS", f"{mine}:{tmp_path / 'missing'}")
+    names = [p.stem for p in model.available()]
+    assert "mylab" in names and "vxlan" in names and names == sorted(names)
+    assert model.find("mylab") == mine / "mylab.yaml"
+    assert model.find("vxlan") == model.labs_dir() / "vxlan.yaml"
