@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import api, state
@@ -12,7 +14,8 @@ from ..kernel.probe import require_root
 @click.command("down")
 @click.argument("labs", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every lab with a state file, orphans of a crash included.")
-def command(labs: tuple[str, ...], all_: bool) -> None:
+@click.option("--yes", "-y", is_flag=True, help="With --all: do not ask (asked only when stdin is a terminal).")
+def command(labs: tuple[str, ...], all_: bool, yes: bool) -> None:
     """Tear down LABS: exactly what their state files say they created.
 
     Every lab is tried even if one fails; each failure is one line naming what is left and how to
@@ -23,6 +26,12 @@ def command(labs: tuple[str, ...], all_: bool) -> None:
     names = sorted({s.lab for s in state.all_labs()} | set(state.stateless_dirs())) if all_ else list(labs)
     if all_ and not names:
         click.echo("no labs are up", err=True)
+    if all_ and names and not yes and sys.stdin.isatty():
+        # every lab on this host, other users' included: say which, and ask, as rm -i would
+        click.echo(f"netlab down --all removes {len(names)} labs: {', '.join(names)}", err=True)
+        if not click.confirm("remove them all?", default=False, err=True):
+            click.echo("nothing was removed", err=True)
+            raise SystemExit(1)
     failed = 0
     for name in names:
         try:
