@@ -68,6 +68,13 @@ class LabHandle:
     def verify(self) -> Report:
         return verify(self.plan, self.state)
 
+    def trace(self, src: str, dst: str, **kw):
+        """``netlab trace`` of this lab: one probe from ``src`` to ``dst``, every hop
+        (:class:`netlab.trace.engine.TraceResult`; ``proto``, ``port``, ``size``, ``timeout``)."""
+        from .trace import engine
+
+        return engine.run(self.plan, src, dst, state=self.state, **kw)
+
     def down(self) -> TeardownReport:
         return teardown(self.state)
 
