@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -31,7 +31,7 @@ def netlab_lab() -> Iterator[Callable[..., object]]:
 
     handles: list[api.LabHandle] = []
 
-    def make(lab_file: str, **overrides: object) -> api.LabHandle:
+    def make(lab_file: str, **overrides: Any) -> api.LabHandle:
         h = api.up(lab_file, name="pt" + secrets.token_hex(3), **overrides)
         handles.append(h)
         return h
