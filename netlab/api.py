@@ -87,7 +87,7 @@ def preflight(dp: Datapath, lab: model.Lab) -> None:
 
 
 def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] | None = None,
-       wait: float | None = 60.0, **overrides) -> LabHandle:
+       wait: float | None = 60.0, keep_on_error: bool = False, **overrides) -> LabHandle:
     lab = model.load(lab_file, name=name, overrides=overrides)
     dp = get(lab.datapath)
     preflight(dp, lab)
@@ -101,11 +101,16 @@ def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] |
         state.complete = True
         state.save()
     except ApplyError as e:
-        teardown(state)
+        if not keep_on_error:
+            teardown(state)
+        kept = (f"the lab was kept as it is, half-built, to look at: netlab status {lab.name}; "
+                f"netlab down {lab.name} removes it") if keep_on_error else "the lab was rolled back"
         lesson = dp.explain_refusal(lab, e.obj, e.errno)
         if lesson:
             why, fix = lesson
-            raise ApplyError(f"{e.what} {why}", f"the lab was rolled back; {fix}", e.obj, e.errno) from None
+            raise ApplyError(f"{e.what} {why}", f"{kept}; {fix}", e.obj, e.errno) from None
+        if keep_on_error:
+            raise ApplyError(e.what, kept, e.obj, e.errno) from None
         raise
     except BaseException:
         teardown(state)
