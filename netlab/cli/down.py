@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -15,7 +16,8 @@ from ..kernel.probe import require_root
 @click.argument("labs", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every lab with a state file, orphans of a crash included.")
 @click.option("--yes", "-y", is_flag=True, help="With --all: do not ask (asked only when stdin is a terminal).")
-def command(labs: tuple[str, ...], all_: bool, yes: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="What was removed, per lab, as JSON on stdout.")
+def command(labs: tuple[str, ...], all_: bool, yes: bool, as_json: bool) -> None:
     """Tear down LABS: exactly what their state files say they created.
 
     Every lab is tried even if one fails; each failure is one line naming what is left and how to
@@ -33,11 +35,13 @@ def command(labs: tuple[str, ...], all_: bool, yes: bool) -> None:
             click.echo("nothing was removed", err=True)
             raise SystemExit(1)
     failed = 0
+    results: list[dict] = []
     for name in names:
         try:
             report = api.down(name)
         except NetlabError as e:
             click.echo(f"netlab: {e}", err=True)
+            results.append({"lab": name, "ok": False, "error": str(e)})
             failed += 1
             continue
         except OSError as e:
@@ -45,13 +49,18 @@ def command(labs: tuple[str, ...], all_: bool, yes: bool) -> None:
                        "or remove what is left by hand", err=True)
             failed += 1
             continue
+        results.append({"lab": name, "ok": not report.failed, "namespaces": report.namespaces, "daemons": report.daemons,
+                        "skipped": report.skipped, "failed": report.failed})
         extra = f", {len(report.daemons)} daemons" if report.daemons else ""
         skipped = f"; left alone (not provably this lab's): {', '.join(report.skipped)}" if report.skipped else ""
-        click.echo(f"{name}: removed {len(report.namespaces)} namespaces{extra}{skipped}")
+        if not as_json:
+            click.echo(f"{name}: removed {len(report.namespaces)} namespaces{extra}{skipped}")
         if report.failed:
             failed += 1
             click.echo(f"netlab: {name}: could not remove {', '.join(report.failed)} — "
                        f"unmount it by hand (umount -l /run/netns; then umount -l and rm the file), then "
                        f"'netlab down {name}' removes the rest", err=True)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
     if failed:
         raise SystemExit(1)

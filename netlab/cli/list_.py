@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import click
@@ -30,12 +31,31 @@ def _requires(path) -> tuple[str, ...]:
         return ()
 
 
+def _rows(up: dict[str, list[str]], kinds: set[str] | None) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for path in model.available():
+        try:
+            lab = model.load(str(path))
+        except NetlabError as e:
+            rows.append({"lab": path.stem, "file": str(path), "error": str(e)})
+            continue
+        missing = [k for k in datapaths.get(lab.datapath).requires if kinds is not None and k not in kinds]
+        rows.append({"lab": path.stem, "file": str(path), "datapath": lab.datapath, "description": lab.description,
+                     "up_as": up.get(str(path), []), "runs_here": None if kinds is None else not missing,
+                     "missing_kinds": missing})
+    return rows
+
+
 @click.command("list")
-def command() -> None:
+@click.option("--json", "as_json", is_flag=True, help="The labs as JSON on stdout.")
+def command(as_json: bool) -> None:
     """List the labs, one line each (and which are up)."""
     up: dict[str, list[str]] = {}
     for s in state.all_labs():
         up.setdefault(s.labfile, []).append(s.lab)
+    if as_json:
+        click.echo(json.dumps({"labs": _rows(up, _kinds_here()), "stateless_dirs": state.stateless_dirs()}, indent=2))
+        return
     table = Table(box=None, show_header=True, header_style="bold")
     table.add_column("lab")
     table.add_column("datapath")

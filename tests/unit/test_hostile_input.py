@@ -481,3 +481,12 @@ def test_guarded_turns_every_outcome_into_an_exit_code(capsys):
         assert e.value.code == code
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) <= 1, err
+
+
+def test_list_json_names_every_lab_and_what_it_needs():
+    import json as _json
+
+    r = run_cli("list", "--json")
+    assert r.returncode == 0, r.stderr
+    labs = {x["lab"]: x for x in _json.loads(r.stdout)["labs"]}
+    assert {"vxlan", "calico", "docker-nat"} <= set(labs) and labs["vxlan"]["datapath"] == "flannel-vxlan"
