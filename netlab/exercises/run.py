@@ -141,7 +141,8 @@ def _target(ctx: dict, dst: str) -> str:
 def _probe_argv(f: Flow, ip: str) -> list[str]:
     if f.proto == "tcp":
         return ["timeout", "2", "bash", "-c", f"exec 3<>/dev/tcp/{ip}/{f.port}"]
-    return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", ip]
+    size = ["-s", str(f.size), "-M", "do"] if f.size is not None else []
+    return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", *size, ip]
 
 
 def probe(h: api.LabHandle, flows: list[Flow], ctx: dict) -> dict[Flow, bool]:
@@ -149,7 +150,7 @@ def probe(h: api.LabHandle, flows: list[Flow], ctx: dict) -> dict[Flow, bool]:
     running = {}
     for f in flows:
         src, dst = fill(f.src, ctx), fill(f.dst, ctx)
-        flow = Flow(src, dst, f.proto, f.port)
+        flow = Flow(src, dst, f.proto, f.port, f.size)
         running[flow] = procs.popen(h.ns(src), _probe_argv(flow, _target(ctx, dst)),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return {f: p.wait(timeout=10) == 0 for f, p in running.items()}
@@ -265,7 +266,7 @@ def evaluate(h: api.LabHandle, rec: Record, ex: Exercise) -> Verdict:
     """Behaviour, state and integrity, each said in terms of the symptom, never the answer."""
     t0 = time.monotonic()
     results = probe(h, list(ex.broken + ex.control), rec.ctx)
-    control = {Flow(fill(f.src, rec.ctx), fill(f.dst, rec.ctx), f.proto, f.port) for f in ex.control}
+    control = {Flow(fill(f.src, rec.ctx), fill(f.dst, rec.ctx), f.proto, f.port, f.size) for f in ex.control}
     lines = [f"{'control flow broken' if f in control else 'still broken'}: {f.text}"
              for f, ok in results.items() if not ok]
     rep = verify(h.plan, h.state)
@@ -411,6 +412,10 @@ def validate(ref: str, log=print) -> list[str]:
             failures.append(f"{v.name}: start: {e}")
             continue
         try:
+            try:
+                _every_placeholder(ex, rec.ctx)
+            except NetlabError as e:
+                failures.append(f"{v.name}: {e}")
             first = evaluate(h, rec, ex)
             if first.passed:
                 failures.append(f"{v.name}: the check passes right after the fault")
@@ -425,6 +430,13 @@ def validate(ref: str, log=print) -> list[str]:
         if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
             failures.append(f"{v.name}: namespaces left behind")
     return failures
+
+
+def _every_placeholder(ex: Exercise, ctx: dict) -> None:
+    """Every string a student will see resolves (a hint is only filled when it is asked for)."""
+    for v in ex.variants:
+        for text in (ex.ticket, ex.explanation, *ex.hints, *v.hints):
+            fill(text, ctx)
 
 
 def _settled(h: api.LabHandle, rec: Record, ex: Exercise, timeout: float = 20.0) -> Verdict:

@@ -38,16 +38,18 @@ ACTIONS = ("delete", "run", "signal")
 @dataclass(frozen=True)
 class Flow:
     """A probe: ``src`` host to ``dst`` (a host, whose address is used, or an address), by ICMP
-    echo or a TCP connect to ``port``."""
+    echo (of ``size`` payload bytes with Don't Fragment set, to test a path's MTU) or a TCP
+    connect to ``port``."""
 
     src: str
     dst: str
     proto: str = "icmp"
     port: int | None = None
+    size: int | None = None  # ICMP payload bytes, sent with DF (ping -s N -M do): an MTU's test
 
     @property
     def text(self) -> str:
-        what = f"tcp {self.port}" if self.proto == "tcp" else "ping"
+        what = f"tcp {self.port}" if self.proto == "tcp" else (f"ping -s {self.size}, DF" if self.size else "ping")
         return f"{self.src} -> {self.dst} ({what})"
 
 
@@ -91,7 +93,10 @@ def _flow(src: str, where: str, raw: Any) -> Flow:
     port = raw.get("port")
     if proto == "tcp" and not isinstance(port, int):
         raise _err(src, where, "a tcp flow needs a port", "add port: <number>")
-    return Flow(str(raw["from"]), str(raw["to"]), proto, port)
+    size = raw.get("size")
+    if size is not None and (not isinstance(size, int) or not 0 <= size <= 65000 or proto != "icmp"):
+        raise _err(src, where, f"size {size!r}: an ICMP payload of 0-65000 bytes", "use size: 1422 with proto icmp")
+    return Flow(str(raw["from"]), str(raw["to"]), proto, port, size)
 
 
 def _variant(src: str, i: int, raw: Any) -> Variant:
