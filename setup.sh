@@ -118,4 +118,22 @@ if [ "$TEST" = 1 ]; then
   [ "$host" = 0 ] && [ "$vm" = 0 ]
   exit
 fi
-echo "setup.sh: ready — $VENV/bin/netlab list" >&2
+# The bare `netlab` of the README's Usage section, also under sudo (its secure_path has
+# /usr/local/bin): a symlink to this venv's command. Another program's file of that name (ipspace's
+# networklab also installs a `netlab`) is never replaced: it is named, and .venv/bin/netlab works.
+link_command() {
+  local link=/usr/local/bin/netlab target
+  target="$(cd "$(dirname "$VENV/bin/netlab")" && pwd)/netlab"
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: not root, so no /usr/local/bin/netlab: use $VENV/bin/netlab" >&2; return
+  fi
+  if [ -e "$link" ] || [ -L "$link" ]; then
+    case "$(readlink "$link" 2>/dev/null)" in
+      */.venv/bin/netlab|*/bin/netlab) [ -L "$link" ] || { echo "setup.sh: $link is another program's (not replaced): use $VENV/bin/netlab" >&2; return; } ;;
+      *) echo "setup.sh: $link is another program's (not replaced): use $VENV/bin/netlab" >&2; return ;;
+    esac
+  fi
+  ln -sfn "$target" "$link" && echo "setup.sh: $link -> $target" >&2
+}
+link_command
+echo "setup.sh: ready — netlab list" >&2
