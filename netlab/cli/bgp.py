@@ -23,10 +23,11 @@ from .. import api
 from ..bgp import (Route, Session, Speaker, birdc, collect, parse_protocols, parse_routes,  # noqa: F401 (re-exported)
                    query, speakers)
 from ..kernel.probe import require_root, require_tools
+from .common import complete_instance
 
 
 @click.command("bgp")
-@click.argument("lab")
+@click.argument("lab", shell_complete=complete_instance)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 @click.option("--summary", is_flag=True, help="One line per BIRD, no per-session lines.")
 def command(lab: str, as_json: bool, summary: bool) -> None:

@@ -17,6 +17,7 @@ from .. import api
 from ..errors import NetlabError
 from ..kernel.probe import require_root
 from ..model import shown_path
+from .common import complete_instance
 
 STDOUT = "-"
 
@@ -56,7 +57,7 @@ def _silence_stdout() -> None:
 
 
 @click.command("capture")
-@click.argument("lab")
+@click.argument("lab", shell_complete=complete_instance)
 @click.argument("targets", nargs=-1)
 @click.option("-w", "--write", "write", metavar="FILE",
               help="Write packets to FILE: pcap for one interface, pcapng (interfaces named host:iface) for several "

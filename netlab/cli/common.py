@@ -47,3 +47,45 @@ def override_options(f):
         return f(*args, name=name, overrides=overrides, **kw)
 
     return wrapper
+
+
+# -- shell completion (click's: eval "$(_NETLAB_COMPLETE=bash_source netlab)") ---------------------
+# Every candidate is read without root and without touching the kernel: lab files from the labs
+# search path, instances from the state root, host names from an instance's recorded state.
+
+def _items(values: list[str], incomplete: str) -> list:
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(v) for v in sorted(set(values)) if v.startswith(incomplete)]
+
+
+def _instances() -> list[str]:
+    from .. import state
+
+    try:
+        return [s.lab for s in state.all_labs()]
+    except Exception:  # completion must never print a traceback into the user's shell  # noqa: BLE001
+        return []
+
+
+def complete_lab(ctx, param, incomplete: str) -> list:
+    """Lab file names and running instances (``up``, ``explain``, ``graph`` take either)."""
+    from .. import model
+
+    return _items([p.stem for p in model.available()] + _instances(), incomplete)
+
+
+def complete_instance(ctx, param, incomplete: str) -> list:
+    return _items(_instances(), incomplete)
+
+
+def complete_host(ctx, param, incomplete: str) -> list:
+    """The hosts of the instance named earlier on the command line (node1, node1-pod1, switch …)."""
+    from .. import state
+
+    lab = ctx.params.get("lab")
+    try:
+        names = state.load(lab).namespaces if lab else []
+    except Exception:  # noqa: BLE001
+        names = []
+    return _items([n[len(lab) + 1:] for n in names if lab and n.startswith(lab + "-")], incomplete)

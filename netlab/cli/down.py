@@ -10,10 +10,11 @@ import click
 from .. import api, state
 from ..errors import NetlabError
 from ..kernel.probe import require_root
+from .common import complete_instance
 
 
 @click.command("down")
-@click.argument("labs", nargs=-1)
+@click.argument("labs", nargs=-1, shell_complete=complete_instance)
 @click.option("--all", "all_", is_flag=True, help="Every lab with a state file, orphans of a crash included.")
 @click.option("--yes", "-y", is_flag=True, help="With --all: do not ask (asked only when stdin is a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="What was removed, per lab, as JSON on stdout.")

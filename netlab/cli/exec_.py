@@ -8,6 +8,7 @@ import click
 
 from .. import api
 from ..kernel.probe import require_root
+from .common import complete_host, complete_instance
 
 
 def _shell_argv(lab: str, host: str) -> list[str]:
@@ -31,8 +32,8 @@ def run(lab: str, host: str, cmd: tuple[str, ...]) -> None:
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("lab")
-@click.argument("host")
+@click.argument("lab", shell_complete=complete_instance)
+@click.argument("host", shell_complete=complete_host)
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
 def command(lab: str, host: str, cmd: tuple[str, ...]) -> None:
     """Run CMD in HOST (node1, node1-pod1, switch, router) of LAB; without CMD, a shell there."""

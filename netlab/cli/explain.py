@@ -7,7 +7,7 @@ import click
 from .. import api, model, naming, state
 from ..exercises.run import refuse_if_blind
 from ..explain import script
-from .common import override_options
+from .common import complete_lab, override_options
 
 
 def _instance(lab: str, name: str | None, overrides: dict) -> api.LabHandle | None:
@@ -21,7 +21,7 @@ def _instance(lab: str, name: str | None, overrides: dict) -> api.LabHandle | No
 
 
 @click.command("explain")
-@click.argument("lab")
+@click.argument("lab", shell_complete=complete_lab)
 @override_options
 def command(lab: str, name: str | None, overrides: dict) -> None:
     """Print the shell script equivalent to 'netlab up LAB' (generated from the same plan).

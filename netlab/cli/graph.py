@@ -12,6 +12,7 @@ import click
 from .. import api, bgp, model, naming, state
 from ..errors import NetlabError
 from ..graph import dot, mermaid
+from .common import complete_lab
 
 FORMATS = ("svg", "png", "dot", "mermaid")
 
@@ -37,7 +38,7 @@ def _bgp_states(h: api.LabHandle) -> dict[tuple[str, str], bool] | None:
 
 
 @click.command("graph")
-@click.argument("lab")
+@click.argument("lab", shell_complete=complete_lab)
 @click.option("-o", "--output", "output", metavar="FILE", help="Write to FILE (the format follows its suffix).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="svg, png (Graphviz), dot or mermaid.")
 def command(lab: str, output: str | None, fmt: str | None) -> None:

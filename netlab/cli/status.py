@@ -21,6 +21,7 @@ from ..errors import NetlabError
 from ..exercises.run import blind, refuse_if_blind
 from ..kernel.probe import require_root
 from ..plan import Addr, Daemon
+from .common import complete_instance
 
 
 #: Above this many hosts the table would scroll past the verdict: print the counts instead.
@@ -28,7 +29,7 @@ MAX_HOST_ROWS = 40
 
 
 @click.command("status")
-@click.argument("lab", required=False)
+@click.argument("lab", required=False, shell_complete=complete_instance)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 def command(lab: str | None, as_json: bool) -> None:
     """Show LAB's topology and health (every planned object checked in the kernel), or list the labs that are up."""

@@ -8,15 +8,16 @@ import click
 
 from .. import api
 from ..kernel.probe import require_root
+from .common import complete_host, complete_instance
 
 # scapy takes half a second to import: only this verb pays for it, inside the command.
 PROTOS = ("icmp", "tcp", "udp")
 
 
 @click.command("trace")
-@click.argument("lab")
-@click.argument("src")
-@click.argument("dst")
+@click.argument("lab", shell_complete=complete_instance)
+@click.argument("src", shell_complete=complete_host)
+@click.argument("dst", shell_complete=complete_host)
 @click.option("--proto", type=click.Choice(PROTOS), default="icmp", show_default=True, help="Probe protocol.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Destination port (tcp, udp).")
 @click.option("--size", type=click.IntRange(0, 65000), help="Payload bytes after the ICMP/UDP/TCP header (as ping -s; default 56, tcp 0).")

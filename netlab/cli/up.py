@@ -11,11 +11,11 @@ from rich.markup import escape
 
 from .. import api, bgp
 from ..plan import Addr
-from .common import override_options
+from .common import complete_lab, override_options
 
 
 @click.command("up")
-@click.argument("lab")
+@click.argument("lab", shell_complete=complete_lab)
 @override_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=bgp.DEFAULT_WAIT,
