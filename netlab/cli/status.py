@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import api, state
@@ -21,6 +22,7 @@ from ..errors import NetlabError
 from ..exercises.run import blind, refuse_if_blind
 from ..kernel.probe import require_root
 from ..plan import Addr, Daemon
+from ..spec import ends_of, spec_of
 from .common import complete_instance
 
 
@@ -62,7 +64,8 @@ def command(lab: str | None, as_json: bool) -> None:
         hosts = [{"host": n.host, "ns": n.name, "role": n.role, "addresses": addrs.get(n.name, [])}
                  for n in h.plan.namespaces]
         results.append({"lab": name, "datapath": h.lab.datapath, "complete": h.state.complete,
-                        "hosts": hosts, **rep.as_dict()})
+                        "labfile": h.state.labfile, "overrides": h.state.overrides,
+                        "hosts": hosts, **_topology(h), **rep.as_dict()})
         _add_stats(h, results[-1]["daemons"])
     if as_json:
         click.echo(json.dumps(results if lab is None else results[0], indent=2))
@@ -85,6 +88,12 @@ def _print(out: Console, r: dict, detailed: bool) -> None:
         return
     verdict = "[green]healthy[/green]" if r["ok"] else f"[red]{len(r['problems'])} problems[/red]"
     out.print(f"[bold]{r['lab']}[/bold] ({r['datapath']}): {verdict}, {r['checked']} kernel objects checked")
+    # the problems first: they are what someone running status is looking for
+    for ns in r["missing_namespaces"]:
+        out.print(f"  [red]missing namespace[/red] {ns}")
+    for p in r["problems"]:
+        kind = f"[{p.get('kind') or 'problem'}] " if p.get("kind") else ""
+        out.print(f"  [red]{escape(kind)}{escape(p['detail'])}[/red]: {escape(p['what'])}", highlight=False)
     if detailed and len(r["hosts"]) > MAX_HOST_ROWS:
         roles: dict[str, int] = {}
         for hst in r["hosts"]:
@@ -99,16 +108,31 @@ def _print(out: Console, r: dict, detailed: bool) -> None:
         for hst in r["hosts"]:
             t.add_row(hst["host"], hst["ns"], hst["role"], " ".join(hst["addresses"]))
         out.print(t)
-    for ns in r["missing_namespaces"]:
-        out.print(f"  [red]missing namespace[/red] {ns}")
-    for p in r["problems"]:
-        out.print(f"  [red]{p['detail']}[/red]: {p['what']}", highlight=False)
     for d in r["daemons"]:
         out.print(f"  daemon {d['name']} in {d['ns']}: pid {d['pid']} {_mark(d)}  (log {d['log']})")
         if d.get("stats"):
             out.print("    " + " ".join(f"{k}={v}" for k, v in d["stats"].items()), highlight=False)
     if r["bgp"]:
         out.print("  " + _bgp_line(r["bgp"]), highlight=False)
+
+
+def _topology(h: api.LabHandle) -> dict:
+    """Enough to draw the lab from ``status --json``: every planned interface (namespace, name,
+    kind, MTU, master, addresses) and every link between two namespaces (a veth pair's ends)."""
+    addrs: dict[tuple[str, str], list[str]] = {}
+    for a in h.plan.of(Addr):
+        addrs.setdefault((a.ns, a.dev), []).append(a.cidr)
+    interfaces, links = [], []
+    for o in h.plan.links():
+        spec = spec_of(o)
+        ends = ends_of(o)
+        for end in ends:
+            interfaces.append({"ns": end.ns, "name": end.name, "kind": spec.link, "mtu": getattr(end, "mtu", None),
+                               "master": getattr(end, "master", None), "addresses": addrs.get((end.ns, end.name), [])})
+        if len(ends) == 2:
+            links.append({"kind": spec.link, "a": {"ns": ends[0].ns, "name": ends[0].name},
+                          "b": {"ns": ends[1].ns, "name": ends[1].name}})
+    return {"interfaces": interfaces, "links": links}
 
 
 def _mark(d: dict) -> str:

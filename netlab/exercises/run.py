@@ -145,12 +145,21 @@ def _probe_argv(f: Flow, ip: str) -> list[str]:
     return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", *size, ip]
 
 
+def _port(f: Flow, ctx: dict) -> int | None:
+    if isinstance(f.port, str):
+        value = fill(f.port, ctx)
+        if not value.isdigit():
+            raise NetlabError(f"exercise flow port {f.port!r} is {value!r}, not a number", "make the var a port number")
+        return int(value)
+    return f.port
+
+
 def probe(h: api.LabHandle, flows: list[Flow], ctx: dict) -> dict[Flow, bool]:
     """Every flow at once (each waits at most ~2 s), so a check stays fast when flows fail."""
     running = {}
     for f in flows:
         src, dst = fill(f.src, ctx), fill(f.dst, ctx)
-        flow = Flow(src, dst, f.proto, f.port, f.size)
+        flow = Flow(src, dst, f.proto, _port(f, ctx), f.size)
         running[flow] = procs.popen(h.ns(src), _probe_argv(flow, _target(ctx, dst)),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return {f: p.wait(timeout=10) == 0 for f, p in running.items()}
@@ -266,7 +275,7 @@ def evaluate(h: api.LabHandle, rec: Record, ex: Exercise) -> Verdict:
     """Behaviour, state and integrity, each said in terms of the symptom, never the answer."""
     t0 = time.monotonic()
     results = probe(h, list(ex.broken + ex.control), rec.ctx)
-    control = {Flow(fill(f.src, rec.ctx), fill(f.dst, rec.ctx), f.proto, f.port, f.size) for f in ex.control}
+    control = {Flow(fill(f.src, rec.ctx), fill(f.dst, rec.ctx), f.proto, _port(f, rec.ctx), f.size) for f in ex.control}
     lines = [f"{'control flow broken' if f in control else 'still broken'}: {f.text}"
              for f, ok in results.items() if not ok]
     rep = verify(h.plan, h.state)

@@ -44,7 +44,7 @@ class Flow:
     src: str
     dst: str
     proto: str = "icmp"
-    port: int | None = None
+    port: int | str | None = None  # a number, or a placeholder filled when the flow runs
     size: int | None = None  # ICMP payload bytes, sent with DF (ping -s N -M do): an MTU's test
 
     @property
@@ -91,8 +91,8 @@ def _flow(src: str, where: str, raw: Any) -> Flow:
     if proto not in PROTOS:
         raise _err(src, where, f"proto '{proto}' is not one of {', '.join(PROTOS)}", "use icmp or tcp")
     port = raw.get("port")
-    if proto == "tcp" and not isinstance(port, int):
-        raise _err(src, where, "a tcp flow needs a port", "add port: <number>")
+    if proto == "tcp" and not (isinstance(port, int) or (isinstance(port, str) and port.startswith("{"))):
+        raise _err(src, where, "a tcp flow needs a port", "add port: <number> (or a placeholder such as \"{port}\")")
     size = raw.get("size")
     if size is not None and (not isinstance(size, int) or not 0 <= size <= 65000 or proto != "icmp"):
         raise _err(src, where, f"size {size!r}: an ICMP payload of 0-65000 bytes", "use size: 1422 with proto icmp")

@@ -36,8 +36,9 @@ FALLBACK_DEVICES = {"tunl0": "ipip", "gre0": "gre", "gretap0": "gretap", "erspan
 #: The policy rules every namespace starts with: (priority, table) for local, main and default.
 DEFAULT_RULES = {(0, RT_TABLE_LOCAL), (32766, RT_TABLE_MAIN), (32767, 253)}
 #: Sysctls that decide forwarding and reverse-path filtering, checked even when not planned.
-GLOBAL_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter")
-IFACE_SYSCTLS = ("rp_filter", "proxy_arp")
+GLOBAL_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter",
+                  "net/bridge/bridge-nf-call-iptables")
+IFACE_SYSCTLS = ("rp_filter", "proxy_arp", "forwarding")
 BUILTIN_CHAINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 
 
@@ -200,12 +201,12 @@ def _iptables(ns: str, tables: dict[str, list[str]], mine: _Planned) -> list[tup
 def fresh_defaults() -> dict[str, str]:
     """The watched sysctls as a brand-new namespace has them on this kernel: read in a throwaway
     namespace (``unshare --net``), which no one else can see and which is gone when ``cat`` ends."""
-    keys = GLOBAL_SYSCTLS + tuple(f"net/ipv4/conf/default/{k}" for k in IFACE_SYSCTLS)
+    keys = GLOBAL_SYSCTLS + tuple(f"net/ipv4/conf/default/{k}" for k in IFACE_SYSCTLS if k != "forwarding")
     keys = tuple(dict.fromkeys(keys))
-    out = subprocess.run(["unshare", "--net", "cat", *(f"/proc/sys/{k}" for k in keys)],
-                         capture_output=True, text=True, timeout=10)
-    values = out.stdout.split()
-    return dict(zip(keys, values, strict=False)) if out.returncode == 0 else {}
+    script = "; ".join(f"echo {k}=$(cat /proc/sys/{k} 2>/dev/null)" for k in keys)
+    out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=10)
+    values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return {k: v for k, v in values.items() if v} if out.returncode == 0 else {}
 
 
 def _expected(key: str, mine: _Planned, fresh: dict[str, str]) -> str | None:
@@ -214,6 +215,10 @@ def _expected(key: str, mine: _Planned, fresh: dict[str, str]) -> str | None:
     if key in mine.sysctls:
         return None  # planned: the planned check covers it
     if key.startswith("net/ipv4/conf/") and key.split("/")[3] not in ("all", "default"):
+        if key.endswith("/forwarding"):
+            # writing ip_forward sets every interface's forwarding too (inet_forward_change), so an
+            # interface forwards exactly when its namespace does
+            return mine.sysctls.get("net/ipv4/ip_forward") or fresh.get("net/ipv4/ip_forward")
         return fresh.get(f"net/ipv4/conf/default/{key.rsplit('/', 1)[1]}")
     return fresh.get(key)
 

@@ -59,3 +59,37 @@ def test_faults_outside_the_plan_are_named_with_their_remedy(lab_factory):
     rp = [w for (w, k) in got if k == "different" and "net/ipv4/conf/eth0/rp_filter" in w and n1 in w]
     assert rp == [f"ip netns exec {n1} sysctl -qw net/ipv4/conf/eth0/rp_filter=0"], sorted(got)
     assert len(got) == len(faults), sorted(got)
+
+
+def test_status_lists_problems_first_and_json_carries_the_topology(lab_factory):
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    lab = lab_factory("vxlan", pods=1)
+    n1 = lab.ns("node1")
+    sh("ip", "-n", n1, "route", "add", "blackhole", "10.99.0.0/24")
+    r = subprocess.run([sys.executable, "-m", "netlab", "status", lab.name], cwd=ROOT, capture_output=True, text=True,
+                       env={**__import__("os").environ, "COLUMNS": "200"})
+    lines = r.stdout.splitlines()
+    assert r.returncode == 1 and "1 problems" in lines[0]
+    assert lines[1].strip().startswith("[unplanned] unplanned route") and f"ip -n {n1} route del blackhole" in lines[1]
+    doc = json.loads(subprocess.run([sys.executable, "-m", "netlab", "status", lab.name, "--json"], cwd=ROOT,
+                                    capture_output=True, text=True).stdout)
+    assert doc["labfile"].endswith("labs/vxlan.yaml") and doc["overrides"]["pods"] == 1
+    names = {(i["ns"], i["name"]) for i in doc["interfaces"]}
+    assert (n1, "flannel.1") in names and (n1, "cni0") in names
+    assert any(link["kind"] == "veth" and link["b"]["ns"] == lab.ns("node1-pod1") for link in doc["links"])
+    assert doc["unplanned"] == 1
+
+
+def test_forwarding_and_bridge_netfilter_left_alone_are_watched(lab_factory):
+    lab = lab_factory("vxlan", pods=1)
+    n1 = lab.ns("node1")
+    sh("ip", "netns", "exec", n1, "sysctl", "-qw", "net.ipv4.conf.eth0.forwarding=0")
+    sh("ip", "netns", "exec", n1, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+    got = {p.what for p in lab.verify().problems if p.kind == "different"}
+    assert f"ip netns exec {n1} sysctl -qw net/ipv4/conf/eth0/forwarding=1" in got, got
+    assert f"ip netns exec {n1} sysctl -qw net/bridge/bridge-nf-call-iptables=1" in got, got
