@@ -163,24 +163,29 @@ def _scalar(owner: Any, wire: str) -> Any:
     return lambda kind, v: attr(kind, struct.pack(fmt, by_name.get(v, v)))
 
 
-def nla(name: str | None, where: str = "link", kind: str | None = None) -> tuple[int, Any]:
-    """(number, encoder) of attribute ``name``: a top-level IFLA_* (``where="link"``), one inside
-    link ``kind``'s IFLA_INFO_DATA (``"data"``) or a bridge port's (``"brport"``)."""
+def _lookup(name: str | None, where: str, kind: str | None) -> tuple[int, Any, str]:
+    """(number, the pyroute2 class that declares it, wire type) of attribute ``name``: a top-level
+    IFLA_* (``where="link"``), one inside link ``kind``'s IFLA_INFO_DATA (``"data"``) or a bridge
+    port's (``"brport"``)."""
     if name is None:
         raise TypeError("this field declares no netlink attribute")
-    key = (name, where, kind)
+    owner = _nla_owner(where, kind)
+    for i, entry in enumerate(owner.nla_map):
+        num, nla_name, wire = (entry if len(entry) == 3 else (i, *entry))
+        if nla_name == name:
+            return num, owner, wire
+    raise KeyError(f"pyroute2 knows no netlink attribute {name} ({where} of {kind})")
+
+
+def nla(name: str | None, where: str = "link", kind: str | None = None) -> tuple[int, Any]:
+    """(number, encoder) of attribute ``name`` (see :func:`_lookup`)."""
+    key = (name or "", where, kind)
     if key not in _NLA:
-        owner = _nla_owner(where, kind)
-        for i, entry in enumerate(owner.nla_map):
-            num, nla_name, wire = (entry if len(entry) == 3 else (i, *entry))
-            if nla_name == name:
-                enc = _WIRE.get(wire) or _scalar(owner, wire)
-                if enc is None:
-                    raise TypeError(f"{name}: netlab has no encoder for pyroute2's wire type {wire!r}")
-                _NLA[key] = (num, enc)
-                break
-        else:
-            raise KeyError(f"pyroute2 knows no netlink attribute {name} ({where} of {kind})")
+        num, owner, wire = _lookup(name, where, kind)
+        enc = _WIRE.get(wire) or _scalar(owner, wire)
+        if enc is None:
+            raise TypeError(f"{name}: netlab has no encoder for pyroute2's wire type {wire!r}")
+        _NLA[key] = (num, enc)
     return _NLA[key]
 
 
@@ -207,21 +212,13 @@ def _scalar_reader(owner: Any, wire: str) -> Any:
 def decoder(name: str | None, where: str = "link", kind: str | None = None) -> tuple[int, Any]:
     """(number, decoder) of attribute ``name``, the reading twin of :func:`nla`: verify reads back
     with the same declaration apply encodes with."""
-    if name is None:
-        raise TypeError("this field declares no netlink attribute")
-    key = (name, where, kind)
+    key = (name or "", where, kind)
     if key not in _DEC:
-        owner = _nla_owner(where, kind)
-        for i, entry in enumerate(owner.nla_map):
-            num, nla_name, wire = (entry if len(entry) == 3 else (i, *entry))
-            if nla_name == name:
-                dec = _READ.get(wire) or _scalar_reader(owner, wire)
-                if dec is None:
-                    raise TypeError(f"{name}: netlab has no decoder for pyroute2's wire type {wire!r}")
-                _DEC[key] = (num, dec)
-                break
-        else:
-            raise KeyError(f"pyroute2 knows no netlink attribute {name} ({where} of {kind})")
+        num, owner, wire = _lookup(name, where, kind)
+        dec = _READ.get(wire) or _scalar_reader(owner, wire)
+        if dec is None:
+            raise TypeError(f"{name}: netlab has no decoder for pyroute2's wire type {wire!r}")
+        _DEC[key] = (num, dec)
     return _DEC[key]
 
 
