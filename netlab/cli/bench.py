@@ -1,4 +1,4 @@
-"""``netlab bench [lab ...]``: iperf3 pod to pod across nodes, against baselines and the seed's claims."""
+"""``netlab bench [lab ...]``: iperf3 pod to pod across nodes, against baselines and published claims."""
 
 from __future__ import annotations
 
@@ -101,9 +101,10 @@ def _read_text(path: str, name: str) -> str:
         raise NetlabError(f"--from-json {name}: is not UTF-8 text", FROM_JSON_FIX) from None
 
 
-def read_document(path: str) -> "report.Outcome":
-    """A saved ``--json`` run, or one line saying why the file is not one: a JSON list, a
-    truncated file or a document of another shape must never end in a traceback."""
+def read_document(path: str) -> "tuple[report.Outcome, dict | None]":
+    """A saved ``--json`` run and the host it was measured on, or one line saying why the file is
+    not one: a JSON list, a truncated file or a document of another shape must never end in a
+    traceback."""
     name = shown_path(path)
     try:
         doc = json.loads(_read_text(path, name))
@@ -112,12 +113,27 @@ def read_document(path: str) -> "report.Outcome":
     if not isinstance(doc, dict):
         raise NetlabError(f"--from-json {name}: is a JSON {type(doc).__name__}, not a netlab bench document",
                           FROM_JSON_FIX)
+    host = doc.get("host")
     try:
-        return report.outcome_from_document(doc)
+        return report.outcome_from_document(doc), host if isinstance(host, dict) else None
     except NetlabError:
         raise
     except _SHAPE_ERRORS as e:
         raise _not_a_document(name, e) from None
+
+
+WIDTH = 100  # the report is laid out for 100 columns; a pipe or a file gets exactly that
+
+
+def _consoles(as_json: bool) -> tuple[Console, Console]:
+    """stderr's console and the report's (stderr too under --json, which owns stdout).
+
+    A terminal, or COLUMNS when it is set, gives the width (rich reads both); a pipe or a file
+    gets WIDTH rather than rich's 80, which would fold the table it was laid out to fit."""
+    def width(stream) -> int | None:
+        return None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else WIDTH
+    err = Console(stderr=True, width=width(sys.stderr))
+    return err, err if as_json else Console(width=width(sys.stdout))
 
 
 @click.command("bench")
@@ -147,15 +163,14 @@ def command(labs: tuple[str, ...], duration: int, repeat: int, parallel: int, ud
     Each lab is brought up (or used, if already up under its name), iperf3 runs from the first pod
     of node 1 to the first pod of node 2 (TCP, TCP with -P streams, small UDP packets), and the lab
     is torn down again if the bench brought it up. The bare underlay and a single veth pair are
-    measured in the same interleaved rounds; the table shows each ratio beside the seed's claim.
+    measured in the same interleaved rounds; the table shows each ratio beside the published claim about the datapath (and who measured it).
     """
-    # Tables are wide; when they go to a file or a pipe, do not squeeze them into 80 columns.
-    err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-    out = err if as_json else Console(width=None if sys.stdout.isatty() else 200)
+    err, out = _consoles(as_json)
     settings = Settings(labs=list(labs), duration=duration, repeat=repeat, parallel=parallel, udp_size=udp_size,
                         offload=offload, against_explain=against_explain, prefix=prefix)
+    host = None  # this machine's, unless the document says where it was measured
     if from_json is not None:
-        outcome = read_document(from_json)
+        outcome, host = read_document(from_json)
         settings = outcome.settings
     else:
         reporter = RichReporter(err)
@@ -166,17 +181,15 @@ def command(labs: tuple[str, ...], duration: int, repeat: int, parallel: int, ud
     try:
         an = report.analyse([t.as_dict() for t in outcome.targets], [s.as_dict() for s in outcome.samples],
                             [t.id for t in outcome.tests], settings.offloads)
-        tables, notes = list(report.tables(outcome, an)), report.notes(outcome, an)
+        parts = report.render(outcome, an)
     except _SHAPE_ERRORS as e:
         if from_json is None:
             raise  # a run of our own that does not add up is a bug, not bad input
         raise _not_a_document(shown_path(from_json), e) from None
-    for tb in tables:
-        out.print(tb)
-    for line in notes:
-        out.print(f"  {line}", highlight=False, soft_wrap=True)
+    for part in parts:
+        out.print(part, highlight=False)
     if plot_path:
-        report.plot(outcome, an, plot_path)
-        out.print(f"  plot: {plot_path}", highlight=False)
+        report.plot(outcome, an, plot_path, host)
+        out.print(f" plot: {shown_path(plot_path)}", highlight=False)
     if as_json:
-        click.echo(json.dumps(report.document(outcome, an), indent=1))
+        click.echo(json.dumps(report.document(outcome, an, host), indent=1))
