@@ -32,9 +32,12 @@ from .plan import Plan
 from .state import NoState, State, Taken, load as load_state, remove_stateless
 
 
-def build_plan(lab: model.Lab) -> Plan:
+def build_plan(lab: model.Lab, check: bool = True) -> Plan:
+    """The lab's plan; ``check=False`` skips the internal consistency check, for a plan rebuilt
+    from what was built (it was checked before it was applied)."""
     plan = get(lab.datapath).plan(lab)
-    plan.check()
+    if check:
+        plan.check()
     return plan
 
 
@@ -145,7 +148,7 @@ def attach(name: str) -> LabHandle:
     state = load_state(name)
     overrides = dict(state.overrides)
     lab = model.load(state.labfile, name=name, overrides=overrides, text=state.labtext or None)
-    return LabHandle(lab, build_plan(lab), state)
+    return LabHandle(lab, build_plan(lab, check=not state.labtext), state)
 
 
 def down(name: str) -> TeardownReport:

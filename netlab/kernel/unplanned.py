@@ -54,15 +54,11 @@ def findings(plan: Plan, snaps: dict[str, Snapshot], saves: Any, state: State | 
         mine = planned[ns]
         for what, detail in (_links(snap, mine) + _addresses(snap, mine) + _routes(ns, snap, mine)
                              + _rules(ns, snap) + _neighbours(ns, snap, mine) + _fdb(ns, snap, mine)
-                             + _iptables(ns, saves[ns] if _has_save(saves, ns) else {}, mine)):
+                             + _iptables(ns, saves[ns], mine)):
             out.append(Finding(ns, what.replace("{ns}", ns), False, detail, "unplanned"))
         for what, detail in _sysctls(ns, snap, mine):
             out.append(Finding(ns, what, False, detail, "different"))
     return out
-
-
-def _has_save(saves: Any, ns: str) -> bool:
-    return ns in saves or ns in getattr(saves, "_running", {})
 
 
 @dataclass
