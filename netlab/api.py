@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-from . import model, ready
+from . import gcpause, model, ready
 from .datapaths import Datapath, get
 from .errors import ApplyError, NetlabError
 from .kernel import limits, probe, procs
@@ -35,9 +35,10 @@ from .state import NoState, State, Taken, load as load_state, remove_stateless
 def build_plan(lab: model.Lab, check: bool = True) -> Plan:
     """The lab's plan; ``check=False`` skips the internal consistency check, for a plan rebuilt
     from what was built (it was checked before it was applied)."""
-    plan = get(lab.datapath).plan(lab)
-    if check:
-        plan.check()
+    with gcpause.paused():
+        plan = get(lab.datapath).plan(lab)
+        if check:
+            plan.check()
     return plan
 
 

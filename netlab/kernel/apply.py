@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
+from .. import gcpause
 from ..errors import ApplyError, NetlabError
 from ..explain import describe
 from ..plan import Daemon, File, Netns, Plan, Ruleset, Sysctl
@@ -285,4 +286,5 @@ class Applier:
 
 
 def apply(plan: Plan, state: State, progress: Progress | None = None) -> None:
-    Applier(plan, state, progress).run()
+    with gcpause.paused():
+        Applier(plan, state, progress).run()

@@ -24,7 +24,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 
-from .. import bgp
+from .. import bgp, gcpause
 from ..explain import describe
 from ..plan import Daemon, File, Plan, Ruleset
 from ..spec import KINDS, PHASE, Kind, ends_of, spec_of
@@ -289,6 +289,11 @@ def snapshots(names: list[str]) -> dict[str, Snapshot]:
 
 
 def verify(plan: Plan, state: State | None = None) -> Report:
+    with gcpause.paused():
+        return _verify(plan, state)
+
+
+def _verify(plan: Plan, state: State | None) -> Report:
     report = Report()
     arp = limits.arp_cache()
     fulls_before = arp[1] if arp else None
