@@ -17,6 +17,7 @@ exercise ends, which is what ``netlab exercise report`` reads.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -129,6 +130,9 @@ def inject(h: api.LabHandle, variant: Variant, ctx: dict, rng: random.Random) ->
                 _sh(fill(str(cmd), ctx))
         elif verb == "signal":
             _signal(h, spec, ctx)
+        elif verb == "restart":  # the daemon again, with another configuration than the plan's
+            _restart(h, fill(str(spec["host"]), ctx), str(spec["daemon"]),
+                     {fill(str(k), ctx): fill(str(v), ctx) for k, v in (spec.get("replace") or {}).items()})
     return recreate
 
 
@@ -345,11 +349,17 @@ def reset(name: str) -> tuple[api.LabHandle, Record, Exercise]:
 
 def restart_daemon(name: str, host: str, daemon: str) -> int:
     """Start a planned daemon again, as ``up`` started it (its planned argv, in its namespace),
-    after a fault stopped or killed it: the old process is ended only if it is provably the one
-    netlab started. Returns the new PID, which the lab's state records."""
+    after a fault stopped, killed or misconfigured it. Returns the new PID."""
+    h, _ = record_of(name)
+    return _restart(h, host, daemon)
+
+
+def _restart(h: api.LabHandle, host: str, daemon: str, replace: dict[str, str] | None = None) -> int:
+    """Restart ``daemon`` in ``host``: the old process is ended only if it is provably the one
+    netlab started; the new one runs the planned argv, or (a fault) that argv with the strings
+    of ``replace`` swapped, which the lab's state then records and ``status`` sees."""
     from ..kernel.apply import Applier
 
-    h, _ = record_of(name)
     ns = h.ns(host)
     planned = next((d for d in h.plan.of(planmod.Daemon) if d.ns == ns and d.name == daemon), None)
     if planned is None:
@@ -361,8 +371,20 @@ def restart_daemon(name: str, host: str, daemon: str) -> int:
             os.kill(rec.pid, signals.SIGCONT)
             procs.stop(rec.pid, rec.start_time)
         h.state.daemons.remove(rec)
+    if replace:
+        argv = tuple(_swap(a, replace) for a in planned.argv)
+        if argv == planned.argv:
+            raise NetlabError(f"exercise: restart {daemon}: nothing in its argv matches {sorted(replace)}",
+                              "fix the exercise's replace: strings")
+        planned = dataclasses.replace(planned, argv=argv)
     Applier(h.plan, h.state).daemons([planned])
     return h.state.daemons[-1].pid
+
+
+def _swap(arg: str, replace: dict[str, str]) -> str:
+    for old, new in replace.items():
+        arg = arg.replace(old, new)
+    return arg
 
 
 def report() -> list[dict]:

@@ -16,7 +16,10 @@ Fault actions are plan-level:
   the kernel by the inverse of the command that created it;
 - ``run: ["ip -n {node_ns} link set cni0 down"]``: commands, for what plan terms cannot express
   (a custom action: an inserted rule, a changed sysctl, a signal to a daemon);
-- ``signal: {host: "{node}", daemon: bird, signal: STOP}``: a planned daemon, by name.
+- ``signal: {host: "{node}", daemon: bird, signal: STOP}``: a planned daemon, by name;
+- ``restart: {host: node1, daemon: flannel-udp, replace: {"=192.168.100.12": "=192.168.100.13"}}``:
+  a planned daemon started again with strings of its argv swapped (a wrong configuration);
+  ``status`` sees a daemon that does not run its planned argv.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from ..errors import LabFileError
 
 ROOT = Path(__file__).resolve().parent.parent.parent / "exercises"
 PROTOS = ("icmp", "tcp")
-ACTIONS = ("delete", "run", "signal")
+ACTIONS = ("delete", "run", "signal", "restart")
 
 
 @dataclass(frozen=True)

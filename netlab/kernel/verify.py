@@ -415,10 +415,13 @@ def _daemons(report: Report, plan: Plan, state: State) -> None:
     """Each daemon is healthy when it runs (not stopped, not dead), in the namespace it belongs
     to, and, where the plan declares a control socket (BIRD's), answers on it."""
     controls = {(d.ns, d.name): state.expand(d.control) for d in plan.of(Daemon) if d.control}
+    argvs = {(d.ns, d.name): [state.expand(a) for a in d.argv] for d in plan.of(Daemon)}
     for d in state.daemons:
         st = daemon_state(d.pid, d.start_time)
         if st == "running" and procs.netns_inode(d.pid) != _inode(d.ns):
             st = "in another namespace"
+        if st == "running" and (d.ns, d.name) in argvs and list(d.argv) != argvs[(d.ns, d.name)]:
+            st = "running another configuration than the plan's"
         if st == "running" and (d.ns, d.name) in controls and not _answers(controls[(d.ns, d.name)]):
             st = "not answering on its control socket"
         report.daemons.append({"ns": d.ns, "name": d.name, "pid": d.pid, "alive": st == "running", "state": st,
