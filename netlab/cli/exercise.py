@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from xml.sax.saxutils import quoteattr
 
@@ -57,10 +58,12 @@ def list_(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    width = shutil.get_terminal_size((100, 24)).columns
     for r in rows:
         note = "" if r["runs_here"] else f"  (not here: {r['why_not']})"
         stars = "*" * int(r["difficulty"])
-        click.echo(f"{r['id']:28} {stars:3} {r['minutes']:3} min  {r['lab']:13} {r['title']}{note}")
+        line = f"{r['id']:28} {stars:3} {r['minutes']:3} min  {r['lab']:13} {r['title']}{note}"
+        click.echo(line if len(line) <= width else line[:width - 1] + "…")
 
 
 @command.command("show")
