@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 import time
 
 import click
@@ -10,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import api, bgp
+from ..datapaths.hints import Hint, Steps
 from ..plan import Addr
 from .common import complete_lab, override_options
 
@@ -73,7 +76,31 @@ def command(lab: str, name: str | None, overrides: dict, quiet: bool, wait_timeo
     steps = dp.next_steps(handle.lab, handle.plan)
     if steps:
         out.print("\n[bold]try next[/bold]")
-        # verbatim, one line per hint however narrow the terminal, so each command copies whole
-        for line in steps.splitlines():
+        for line in fit_steps(steps, shutil.get_terminal_size((100, 24)).columns):
             out.print(line, highlight=False, markup=False, soft_wrap=True)
     out.print(f"\nstatus: netlab status {handle.name}    tear down: netlab down {handle.name}", highlight=False)
+
+
+def fit_steps(steps: Steps, width: int) -> list[str]:
+    """The next steps within ``width`` columns, each command whole on one line so it copies as
+    is: a remark that does not fit moves under its command, a label that does not fit goes on
+    the line before it, and prose wraps between words (keeping its indent)."""
+    out: list[str] = []
+    for item in getattr(steps, "items", ()) or [steps]:
+        if not isinstance(item, Hint):
+            indent = len(item) - len(item.lstrip())
+            out += textwrap.wrap(item, width, subsequent_indent=" " * (indent + 2)) or [""]
+            continue
+        line = item.render()
+        if len(line) <= width:
+            out.append(line)
+            continue
+        head = item.label + item.command
+        pad = " " * min(len(item.label), 8)
+        if len(head) <= width:
+            out.append(head)
+        else:
+            out += [item.label.rstrip(), pad + item.command]
+        if item.remark:
+            out += textwrap.wrap(item.remark, width, initial_indent=pad + " ", subsequent_indent=pad + "  ")
+    return out
