@@ -130,3 +130,16 @@ def check_ifname(name: str) -> str:
     if not name or len(name) > IFNAMSIZ or "/" in name or " " in name:
         raise ValueError(f"bad interface name {name!r} (1..{IFNAMSIZ} characters, no '/' or space)")
     return name
+
+
+def python() -> str:
+    """The interpreter a daemon of the plan runs under, spelled the same however netlab itself was
+    started (``.venv/bin/netlab`` runs ``bin/python``, ``.venv/bin/pytest`` ``bin/python3``, and
+    ``python -m netlab`` whatever was typed). The plan is compared with what runs, so one lab must
+    always plan the same argv: the environment's own ``bin/python3`` when it has one (a venv's
+    keeps the venv's packages, unlike the real path it links to), else the running one."""
+    import os
+    import sys
+
+    candidate = os.path.join(sys.prefix, "bin", "python3")
+    return candidate if os.path.exists(candidate) else sys.executable

@@ -40,7 +40,6 @@ published port, one on ``0.0.0.0`` and one on ``::``, so ``[::1]:port`` answers 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -245,7 +244,7 @@ def ruleset(ns: str, network: IPv4Network, ports: list[Publish], userland_proxy:
 
 def daemon_argv(module: str, *args: str) -> tuple[str, ...]:
     """A netlab daemon module run by the same Python that runs netlab (the virtualenv's)."""
-    return (sys.executable, "-m", f"netlab.daemons.{module}", *args)
+    return (naming.python(), "-m", f"netlab.daemons.{module}", *args)
 
 
 def proxy(node: Node, p: Publish, host_ip: str = "0.0.0.0") -> Daemon:

@@ -454,13 +454,23 @@ def validate(ref: str, log=print) -> list[str]:
                 _sh(cmd)
             after = _settled(h, rec, ex)
             if not after.passed:
-                failures.append(f"{v.name}: after the solution the check still fails: {'; '.join(after.lines)}")
+                failures.append(f"{v.name}: after the solution the check still fails: {'; '.join(after.lines)}"
+                                f"{_what_differs(h.name)}")
             log(f"{ex.id} [{v.name}]: fault seen ({first.lines[0]}); solution passes in {after.seconds:.2f}s")
         finally:
             stop(name)
         if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
             failures.append(f"{v.name}: namespaces left behind")
     return failures
+
+
+def _what_differs(name: str) -> str:
+    """For the exercise's author (validate), not the student: what the kernel still differs in."""
+    h, _ = record_of(name)
+    rep = verify(h.plan, h.state)
+    items = [f"{p.kind} {p.what}: {p.detail}" for p in rep.problems[:3]]
+    items += [f"daemon {d['name']} in {d['ns']}: {d['state']}" for d in rep.daemons if not d["alive"]]
+    return f" [{'; '.join(items)}]" if items else ""
 
 
 def _every_placeholder(ex: Exercise, ctx: dict) -> None:
