@@ -30,6 +30,7 @@ FRA_PRIORITY, FRA_TABLE = 6, 15
 NETCONFA_IFINDEX, NETCONFA_FORWARDING, NETCONFA_RP_FILTER, NETCONFA_PROXY_NEIGH = 1, 2, 3, 5
 NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT = -1, -2
 RT_TABLE_MAIN, RT_TABLE_LOCAL = 254, 255
+RTM_F_CLONED = 0x200
 #: Devices that keep forwarding entries netlab plans or that a hand-added entry needs.
 L2_KINDS = ("bridge", "vxlan")
 _REV_PROTO = {v: k for k, v in PROTOS.items()}
@@ -127,7 +128,10 @@ def _entries(sock: socket.socket, names: dict[int, str], snap: Snapshot) -> None
     policy rules, each row keyed by the plan kind's field names."""
     addrs = [{"dev": names.get(hdr[4], "?"), "cidr": f"{ip4(a.get(IFA_LOCAL) or a.get(IFA_ADDRESS))}/{hdr[1]}"}
              for hdr, a in nldump.dump(sock, RTM_GETADDR, socket.AF_INET)]
-    snap.all_routes = [_route(hdr, a, names) for hdr, a in nldump.dump(sock, RTM_GETROUTE, socket.AF_INET)]
+    # RTM_F_CLONED rows are route exceptions (a learned path MTU, a redirect: an IPIP tunnel makes
+    # one per inner destination), not routes: some kernels include them in a plain dump
+    snap.all_routes = [_route(hdr, a, names) for hdr, a in nldump.dump(sock, RTM_GETROUTE, socket.AF_INET)
+                       if not hdr[8] & RTM_F_CLONED]
     neighs = [{"dev": names.get(hdr[1], "?"), "dst": ip4(a.get(NDA_DST)), "lladdr": mac(a.get(NDA_LLADDR)),
                "state": _nud(hdr[2])} for hdr, a in nldump.dump(sock, RTM_GETNEIGH, socket.AF_INET)]
     fdb, static = [], []

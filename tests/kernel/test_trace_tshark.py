@@ -189,7 +189,9 @@ class Tap:
 
 def interfaces(ns: str) -> list[str]:
     """Every link in ``ns``, as iproute2 lists it."""
-    return [link["ifname"] for link in ipj(ns, "link", "show")]
+    # a device that is down carries nothing and tcpdump cannot open it (the fallback tunl0 a
+    # kernel with the ipip module puts in every namespace, the router's included)
+    return [link["ifname"] for link in ipj(ns, "link", "show") if "UP" in link.get("flags", [])]
 
 
 def taps_for(lab, where: Path) -> list[Tap]:
