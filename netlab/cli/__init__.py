@@ -23,6 +23,22 @@ _CLICK = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
 
 class Group(click.Group):
+    def main(self, *args, **kwargs):
+        """click's main, without its own Ctrl-C handling: in standalone mode click turns a
+        KeyboardInterrupt that lands outside a command (while it finishes up after one) into
+        'Aborted!' and exit 1. Here every Ctrl-C ends as netlab's one line and exit 130."""
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            entry.interrupted()
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # click.exceptions.Exit's code
+            sys.exit(rv)
+        return rv
+
     def make_context(self, *args, **kwargs) -> click.Context:
         """Ctrl-C while click parses the arguments: nothing has started yet (click would say
         'Aborted!' and exit 1)."""
