@@ -378,6 +378,12 @@ class Plan:
     def links(self) -> list[Link]:
         return self.in_phase("links")  # type: ignore[return-value]  # the links phase holds links only
 
+    def address_of(self, ns: str) -> str | None:
+        """The address a host is known by: its eth0's, else the first planned one (what hints,
+        traces, exercises and bench all use for a pod, a node or the router)."""
+        addrs = sorted((a for a in self.of(Addr) if a.ns == ns), key=lambda a: a.dev != "eth0")
+        return str(addrs[0].interface.ip) if addrs else None
+
     def addresses(self, ns: str) -> list[str]:
         return [a.cidr for a in self.of(Addr) if a.ns == ns]
 
@@ -410,11 +416,6 @@ class PodPair:
     dst_ip: str
 
 
-def _pod_ip(plan: Plan, ns: str) -> str | None:
-    addrs = sorted((a for a in plan.of(Addr) if a.ns == ns), key=lambda a: a.dev != "eth0")
-    return str(addrs[0].interface.ip) if addrs else None
-
-
 def cross_node_pair_or_reason(plan: Plan, routable: bool = True) -> PodPair | str:
     """The cross-node pod pair, or why this plan has none.
 
@@ -431,7 +432,7 @@ def cross_node_pair_or_reason(plan: Plan, routable: bool = True) -> PodPair | st
     src, dst = firsts
     if src is None or dst is None:
         return "no pod on each of the first two nodes"
-    sip, dip = _pod_ip(plan, src.name), _pod_ip(plan, dst.name)
+    sip, dip = plan.address_of(src.name), plan.address_of(dst.name)
     if not sip or not dip:
         return "the plan gives the first pods no address"
     holders = {a.ns for a in plan.of(Addr) if str(a.interface.ip) == dip}

@@ -70,15 +70,10 @@ def context(h: api.LabHandle, values: dict[str, str]) -> dict[str, str]:
     for key, host in [(k, v) for k, v in values.items() if v in hosts] + [(n, n) for n in hosts]:
         k = key.replace("-", "_")
         ctx[f"{k}_ns"] = hosts[host].name
-        ip = _address(h.plan, hosts[host].name)
+        ip = h.plan.address_of(hosts[host].name)
         if ip:
             ctx[f"{k}_ip"] = ip
     return ctx
-
-
-def _address(plan: planmod.Plan, ns: str) -> str | None:
-    addrs = sorted((a for a in plan.of(planmod.Addr) if a.ns == ns), key=lambda a: a.dev != "eth0")
-    return str(addrs[0].interface.ip) if addrs else None
 
 
 # -- fault actions ------------------------------------------------------------------------------

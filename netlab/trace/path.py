@@ -65,15 +65,6 @@ def interfaces(plan: Plan) -> dict[tuple[str, str], Iface]:
     return out
 
 
-def _ip_of(plan: Plan, ns: str) -> str | None:
-    """The address a host is known by: eth0's, else the first planned one."""
-    addrs = [a for a in plan.of(Addr) if a.ns == ns]
-    for a in addrs:
-        if a.dev == "eth0":
-            return str(a.interface.ip)
-    return str(addrs[0].interface.ip) if addrs else None
-
-
 def owners(plan: Plan, addr: str) -> list[Netns]:
     want = ip_address(addr)
     names = {a.ns for a in plan.of(Addr) if a.interface.ip == want}
@@ -107,7 +98,7 @@ def resolve(plan: Plan, spec: str, role: str) -> Endpoint:
             hosts = ", ".join(n.host for n in plan.namespaces)
             raise NetlabError(f"lab '{plan.lab}' has no node or pod '{spec}' (the {role})",
                               f"use one of: {hosts}, or an address") from None
-        addr = _ip_of(plan, ns.name)
+        addr = plan.address_of(ns.name)
         if addr is None:
             raise NetlabError(f"{spec} has no IP address in lab '{plan.lab}' (it is a {ns.role})",
                               "trace between hosts that have addresses: pods, nodes, the router")
