@@ -6,6 +6,7 @@
 #                              the tests needing what this kernel lacks, the fresh-machine and the
 #                              provisioning tests); ARGS go to pytest in both
 #   ./setup.sh --venv DIR      install into DIR instead of .venv (vagrant/provision.sh: /opt/netlab)
+#   ./setup.sh --link-only     only the bare `netlab` command: /usr/local/bin/netlab -> the venv's
 # NETLAB_EXTRAS (default test,bench) names the pip extras to install; empty installs netlab alone.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,11 +18,13 @@ fi
 
 VENV=.venv
 TEST=0
+LINK_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --venv) VENV=${2:?setup.sh: --venv needs a directory}; shift 2 ;;
     --test) TEST=1; shift; break ;;  # the rest is pytest's
-    *) echo "setup.sh: unknown option '$1' — use --test [pytest args] or --venv DIR" >&2; exit 2 ;;
+    --link-only) LINK_ONLY=1; shift ;;
+    *) echo "setup.sh: unknown option '$1' — use --test [pytest args], --venv DIR or --link-only" >&2; exit 2 ;;
   esac
 done
 EXTRAS=${NETLAB_EXTRAS-test,bench}
@@ -95,8 +98,29 @@ install_netlab() {
     --config-settings editable_mode=compat
 }
 
+# The bare `netlab` of the README's Usage section, also under sudo (its secure_path has
+# /usr/local/bin): a symlink to this venv's command. Another program's file of that name (ipspace's
+# networklab also installs a `netlab`) is never replaced: it is named, and .venv/bin/netlab works.
+# Ours is a symlink whose target is gone (a removed checkout) or is a netlab-cni venv's command;
+# NETLAB_COMMAND_LINK moves the link (tests use a scratch path).
+link_command() {
+  local link=${NETLAB_COMMAND_LINK:-/usr/local/bin/netlab} target old
+  target="$(cd "$(dirname "$VENV/bin/netlab")" && pwd)/netlab"
+  if [ -e "$link" ] || [ -L "$link" ]; then
+    old=$(readlink -m "$link")
+    if [ ! -L "$link" ] || { [ -e "$old" ] && ! "$(dirname "$old")/python" -I -c \
+        'import importlib.metadata as m; m.distribution("netlab-cni")' >/dev/null 2>&1; }; then
+      echo "setup.sh: $link is another program's (not replaced): use $VENV/bin/netlab" >&2; return
+    fi
+  fi
+  mkdir -p "$(dirname "$link")"
+  ln -sfn "$target" "$link" && echo "setup.sh: $link -> $target" >&2
+}
+
+if [ "$LINK_ONLY" = 1 ]; then link_command; exit; fi
 install_packages
 install_netlab
+link_command
 
 if [ "$TEST" = 1 ]; then
   # Linters first: ruff (E4, E7, E9, F, B) and mypy on netlab/, configured in pyproject.toml.
@@ -118,22 +142,4 @@ if [ "$TEST" = 1 ]; then
   [ "$host" = 0 ] && [ "$vm" = 0 ]
   exit
 fi
-# The bare `netlab` of the README's Usage section, also under sudo (its secure_path has
-# /usr/local/bin): a symlink to this venv's command. Another program's file of that name (ipspace's
-# networklab also installs a `netlab`) is never replaced: it is named, and .venv/bin/netlab works.
-link_command() {
-  local link=/usr/local/bin/netlab target
-  target="$(cd "$(dirname "$VENV/bin/netlab")" && pwd)/netlab"
-  if [ "$(id -u)" != 0 ]; then
-    echo "setup.sh: not root, so no /usr/local/bin/netlab: use $VENV/bin/netlab" >&2; return
-  fi
-  if [ -e "$link" ] || [ -L "$link" ]; then
-    case "$(readlink "$link" 2>/dev/null)" in
-      */.venv/bin/netlab|*/bin/netlab) [ -L "$link" ] || { echo "setup.sh: $link is another program's (not replaced): use $VENV/bin/netlab" >&2; return; } ;;
-      *) echo "setup.sh: $link is another program's (not replaced): use $VENV/bin/netlab" >&2; return ;;
-    esac
-  fi
-  ln -sfn "$target" "$link" && echo "setup.sh: $link -> $target" >&2
-}
-link_command
 echo "setup.sh: ready — netlab list" >&2
