@@ -24,8 +24,8 @@ def _runs_here(ex: Exercise) -> str:
         dp = datapaths.get(model.load(ex.lab, name="x").datapath)
     except NetlabError as e:
         return str(e)
-    missing = [k for k in dp.requires if probe.link_kind(k) is not None]
-    return f"this kernel lacks {', '.join(missing)}" if missing else ""
+    missing = [k for k in dict.fromkeys(dp.requires + ex.requires) if probe.feature(k) is not None]
+    return f"needs {'/'.join(missing)}: this kernel lacks it (netlab vm runs it)" if missing else ""
 
 
 def _name(name: str | None) -> str:
@@ -60,10 +60,11 @@ def list_(as_json: bool) -> None:
         return
     width = shutil.get_terminal_size((100, 24)).columns
     for r in rows:
-        note = "" if r["runs_here"] else f"  (not here: {r['why_not']})"
         stars = "*" * int(r["difficulty"])
-        line = f"{r['id']:28} {stars:3} {r['minutes']:3} min  {r['lab']:13} {r['title']}{note}"
+        line = f"{r['id']:28} {stars:3} {r['minutes']:3} min  {r['lab']:13} {r['title']}"
         click.echo(line if len(line) <= width else line[:width - 1] + "…")
+        if not r["runs_here"]:  # on a line of its own, so that it is never cut off
+            click.echo(f"{'':28} ({r['why_not']})"[:width])
 
 
 @command.command("show")

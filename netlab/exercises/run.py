@@ -63,11 +63,14 @@ def choose(ex: Exercise, seed: int, variant: int | None = None) -> tuple[Variant
 
 
 def context(h: api.LabHandle, values: dict[str, str]) -> dict[str, str]:
-    """The placeholders of a run: the vars, each host-valued var's namespace and address, and
-    every host's (``{node1_ns}``, ``{node2_pod1_ip}``), and the instance name."""
+    """The placeholders of a run: the vars, each host-valued var's namespace and address (and
+    its pods': ``{other_pod1_ip}``), every host's (``{node1_ns}``, ``{node2_pod1_ip}``), and the
+    instance name."""
     ctx = {"lab": h.name, "run": str(h.state.dir), **values}
     hosts = {n.host: n for n in h.plan.namespaces}
-    for key, host in [(k, v) for k, v in values.items() if v in hosts] + [(n, n) for n in hosts]:
+    # a var naming a node also names that node's pods: {other} = node2 gives {other_pod1_ip}
+    pods = [(f"{k}-{n[len(v) + 1:]}", n) for k, v in values.items() for n in hosts if n.startswith(f"{v}-")]
+    for key, host in [(k, v) for k, v in values.items() if v in hosts] + pods + [(n, n) for n in hosts]:
         k = key.replace("-", "_")
         ctx[f"{k}_ns"] = hosts[host].name
         ip = h.plan.address_of(hosts[host].name)
@@ -140,6 +143,10 @@ def _target(ctx: dict, dst: str) -> str:
 def _probe_argv(f: Flow, ip: str) -> list[str]:
     if f.proto == "tcp":
         return ["timeout", "2", "bash", "-c", f"exec 3<>/dev/tcp/{ip}/{f.port}"]
+    if f.proto == "udp":  # one datagram out, and some answer back within a second
+        sport = f",sourceport={f.sport},reuseaddr" if f.sport else ""
+        return ["bash", "-c", f"out=$(echo probe | timeout 2 socat -T1 - UDP:{ip}:{f.port}{sport} 2>/dev/null); "
+                '[ -n "$out" ]']
     size = ["-s", str(f.size), "-M", "do"] if f.size is not None else []
     return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", *size, ip]
 
@@ -158,7 +165,7 @@ def probe(h: api.LabHandle, flows: list[Flow], ctx: dict) -> dict[Flow, bool]:
     running = {}
     for f in flows:
         src, dst = fill(f.src, ctx), fill(f.dst, ctx)
-        flow = Flow(src, dst, f.proto, _port(f, ctx), f.size)
+        flow = dataclasses.replace(f, src=src, dst=dst, port=_port(f, ctx))
         running[flow] = procs.popen(h.ns(src), _probe_argv(flow, _target(ctx, dst)),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return {f: p.wait(timeout=10) == 0 for f, p in running.items()}
@@ -223,11 +230,25 @@ def _inodes(h: api.LabHandle) -> dict[str, int]:
 
 
 # -- verbs --------------------------------------------------------------------------------------
+def _require(ex: Exercise) -> None:
+    """The exercise's own kernel needs (its lab's are checked by ``up``), before anything is built."""
+    from ..errors import KernelFeatureError
+    from ..kernel import probe
+
+    for feature in ex.requires:
+        err = probe.feature(feature)
+        if err is not None:
+            raise KernelFeatureError(f"exercise {ex.id} needs {feature}, which this kernel lacks ({err})",
+                                     "run it on the distribution's stock kernel: netlab vm run -- netlab exercise "
+                                     f"start {ex.id}")
+
+
 def start(ref: str, seed: int | None = None, name: str | None = None, mode: str = "guided",
           variant: int | None = None, course: str | None = None,
           student: str | None = None) -> tuple[api.LabHandle, Record, Exercise]:
     """Bring the lab up, check it works, inject the seed's fault, record it all."""
     ex = load(ref)
+    _require(ex)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 10_000)
     v, values = choose(ex, seed, variant)
     h = api.up(ex.lab, name=name or ex.id[:24].rstrip("-"), **ex.overrides)
@@ -274,7 +295,8 @@ def evaluate(h: api.LabHandle, rec: Record, ex: Exercise) -> Verdict:
     """Behaviour, state and integrity, each said in terms of the symptom, never the answer."""
     t0 = time.monotonic()
     results = probe(h, list(ex.broken + ex.control), rec.ctx)
-    control = {Flow(fill(f.src, rec.ctx), fill(f.dst, rec.ctx), f.proto, _port(f, rec.ctx), f.size) for f in ex.control}
+    control = {dataclasses.replace(f, src=fill(f.src, rec.ctx), dst=fill(f.dst, rec.ctx), port=_port(f, rec.ctx))
+               for f in ex.control}
     lines = [f"{'control flow broken' if f in control else 'still broken'}: {f.text}"
              for f, ok in results.items() if not ok]
     rep = verify(h.plan, h.state)
@@ -425,38 +447,103 @@ def course_next(path: str, student: str | None) -> tuple[str, int] | None:
     return None
 
 
-def validate(ref: str, log=print) -> list[str]:
-    """An exercise end to end, every variant: start, the check fails, the solution, the check
-    passes, stop, nothing left. Returns the failures (empty: valid)."""
+SEEDS = 3  # validate runs at least this many seeds per exercise, and enough to meet every variant
+
+
+def seeds_of(ex: Exercise, at_least: int = SEEDS) -> list[int]:
+    """Seeds whose own choice (no forced variant) meets every variant, at least ``at_least`` of
+    them, each a different variant-and-vars combination while there are new ones: what a student
+    typing ``--seed N`` gets, so validate proves real runs."""
+    combos = len(ex.variants) * len(ex.vars)
+    seeds: list[int] = []
+    seen: set[tuple[str, str]] = set()
+    for seed in range(1, 10_000):
+        v, values = choose(ex, seed)
+        combo = (v.name, repr(sorted(values.items())))
+        if combo not in seen or len(seen) >= combos and len(seeds) < at_least:
+            seeds.append(seed)
+            seen.add(combo)
+        if {n for n, _ in seen} == {x.name for x in ex.variants} and len(seeds) >= min(at_least, 10_000):
+            return seeds
+    raise NetlabError(f"exercise {ex.id}: no seed picks some variant", "this is a bug in netlab")
+
+
+def validate(ref: str, log=print, seeds: list[int] | None = None) -> list[str]:
+    """An exercise end to end, for every seed of :func:`seeds_of`: start, the check fails; the
+    exercise's workaround restores the traffic but the check still fails; from a fresh start
+    (reset), the solution makes the check pass; a rebuilt lab (down, then up) does not pass;
+    stop leaves nothing. Returns the failures (empty: valid)."""
     ex = load(ref)
-    failures = []
-    for i, v in enumerate(ex.variants):
-        name = f"xv{os.urandom(3).hex()}"
-        try:
-            h, rec, _ = start(ref, seed=1000 + i, name=name, variant=i)
-        except NetlabError as e:
-            failures.append(f"{v.name}: start: {e}")
-            continue
-        try:
-            try:
-                _every_placeholder(ex, rec.ctx)
-            except NetlabError as e:
-                failures.append(f"{v.name}: {e}")
-            first = evaluate(h, rec, ex)
-            if first.passed:
-                failures.append(f"{v.name}: the check passes right after the fault")
-            for cmd in rec.solution:
-                _sh(cmd)
-            after = _settled(h, rec, ex)
-            if not after.passed:
-                failures.append(f"{v.name}: after the solution the check still fails: {'; '.join(after.lines)}"
-                                f"{_what_differs(h.name)}")
-            log(f"{ex.id} [{v.name}]: fault seen ({first.lines[0]}); solution passes in {after.seconds:.2f}s")
-        finally:
-            stop(name)
-        if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
-            failures.append(f"{v.name}: namespaces left behind")
+    failures: list[str] = []
+    for seed in seeds or seeds_of(ex):
+        failures += [f"seed {seed}: {f}" for f in _validate_seed(ex, ref, seed, log)]
     return failures
+
+
+def _validate_seed(ex: Exercise, ref: str, seed: int, log) -> list[str]:
+    name = f"xv{os.urandom(3).hex()}"
+    try:
+        h, rec, _ = start(ref, seed=seed, name=name)
+    except NetlabError as e:
+        return [f"start: {e}"]
+    failures: list[str] = []
+    v = next(x for x in ex.variants if x.name == rec.variant)
+    try:
+        try:
+            _every_placeholder(ex, rec.ctx)
+        except NetlabError as e:
+            failures.append(str(e))
+        first = evaluate(h, rec, ex)
+        if first.passed:
+            failures.append(f"[{v.name}] the check passes right after the fault")
+        if ex.workaround_of(v):
+            failures += _wrong_fix_workaround(h, rec, ex, v)
+            h, rec, _ = reset(name)
+        for cmd in rec.solution:
+            _sh(cmd)
+        after = _settled(h, rec, ex)
+        if not after.passed:
+            failures.append(f"[{v.name}] after the solution the check still fails: {'; '.join(after.lines)}"
+                            f"{_what_differs(h.name)}")
+        else:
+            failures += _wrong_fix_rebuild(h, ex)
+        log(f"{ex.id} seed {seed} [{v.name}]: fault seen ({first.lines[0]}); solution passes in {after.seconds:.2f}s")
+    finally:
+        stop(name)
+    if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
+        failures.append(f"[{v.name}] namespaces left behind")
+    return failures
+
+
+def _wrong_fix_workaround(h: api.LabHandle, rec: Record, ex: Exercise, v: Variant) -> list[str]:
+    """The exercise's standard wrong fix: the broken flows work again, yet the check fails,
+    saying that the traffic works but the datapath is not the intended one."""
+    for cmd in ex.workaround_of(v):
+        _sh(fill(cmd, rec.ctx))
+    deadline = time.monotonic() + 10
+    while True:
+        verdict = evaluate(h, rec, ex)
+        if verdict.lines[0].startswith("the traffic works, but") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if verdict.passed:
+        return [f"[{v.name}] the workaround passes the check"]
+    if not verdict.lines[0].startswith("the traffic works, but"):
+        return [f"[{v.name}] the workaround does not restore the traffic: {'; '.join(verdict.lines)}"]
+    return []
+
+
+def _wrong_fix_rebuild(h: api.LabHandle, ex: Exercise) -> list[str]:
+    """The other standard wrong fix: ``netlab down`` then ``netlab up`` under the same name (every
+    object is back, the exercise's record put back too): it is not the same lab, and must not pass."""
+    record = (h.state.dir / RECORD).read_text()
+    h.down()
+    h2 = api.up(ex.lab, name=h.name, **ex.overrides)
+    (h2.state.dir / RECORD).write_text(record)
+    verdict = check(h.name)
+    if verdict.passed or not any("not the same lab" in line for line in verdict.lines):
+        return [f"a rebuilt lab is not refused: {'; '.join(verdict.lines)}"]
+    return []
 
 
 def _what_differs(name: str) -> str:

@@ -34,25 +34,32 @@ import yaml
 from ..errors import LabFileError
 
 ROOT = Path(__file__).resolve().parent.parent.parent / "exercises"
-PROTOS = ("icmp", "tcp")
+PROTOS = ("icmp", "tcp", "udp")
+FEATURES = ("netem", "ipip", "vxlan", "tun", "macvlan")  # what ``requires`` may name beyond the lab's own
 ACTIONS = ("delete", "run", "signal", "restart")
 
 
 @dataclass(frozen=True)
 class Flow:
     """A probe: ``src`` host to ``dst`` (a host, whose address is used, or an address), by ICMP
-    echo (of ``size`` payload bytes with Don't Fragment set, to test a path's MTU) or a TCP
-    connect to ``port``."""
+    echo (of ``size`` payload bytes with Don't Fragment set, to test a path's MTU), a TCP
+    connect to ``port``, or a UDP datagram to ``port`` that must be answered. A UDP flow may
+    fix its source port (``sport``), as a DNS or statsd client does: then every probe is the same
+    5-tuple, the same conntrack entry, which is what makes a stale entry outlive a repaired rule."""
 
     src: str
     dst: str
     proto: str = "icmp"
     port: int | str | None = None  # a number, or a placeholder filled when the flow runs
     size: int | None = None  # ICMP payload bytes, sent with DF (ping -s N -M do): an MTU's test
+    sport: int | None = None  # UDP only: a fixed source port
 
     @property
     def text(self) -> str:
-        what = f"tcp {self.port}" if self.proto == "tcp" else (f"ping -s {self.size}, DF" if self.size else "ping")
+        if self.proto in ("tcp", "udp"):
+            what = f"{self.proto} {self.port}" + (f" from port {self.sport}" if self.sport else "")
+        else:
+            what = f"ping -s {self.size}, DF" if self.size else "ping"
         return f"{self.src} -> {self.dst} ({what})"
 
 
@@ -62,6 +69,7 @@ class Variant:
     actions: tuple[dict, ...]
     solution: tuple[str, ...] = ()  # empty: recreate what a delete action removed ({obj})
     hints: tuple[str, ...] = ()  # overrides the exercise's, level by level
+    workaround: tuple[str, ...] = ()  # overrides the exercise's (see Exercise.workaround)
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,14 @@ class Exercise:
     overrides: dict = field(default_factory=dict)
     vars: tuple[dict[str, str], ...] = ({},)  # the seed picks one combination
     src: str = ""
+    # A standard wrong fix: commands that make the broken flows work again without repairing the
+    # datapath (a static route instead of the FDB entry, a blanket ACCEPT). validate proves that
+    # the check refuses it: the traffic works, but the kernel is not the plan.
+    workaround: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # kernel features beyond the lab's own (netem), probed by list
+
+    def workaround_of(self, v: Variant) -> tuple[str, ...]:
+        return v.workaround or self.workaround
 
 
 def _err(src: str, where: str, what: str, fix: str) -> LabFileError:
@@ -94,12 +110,15 @@ def _flow(src: str, where: str, raw: Any) -> Flow:
     if proto not in PROTOS:
         raise _err(src, where, f"proto '{proto}' is not one of {', '.join(PROTOS)}", "use icmp or tcp")
     port = raw.get("port")
-    if proto == "tcp" and not (isinstance(port, int) or (isinstance(port, str) and port.startswith("{"))):
-        raise _err(src, where, "a tcp flow needs a port", "add port: <number> (or a placeholder such as \"{port}\")")
+    if proto != "icmp" and not (isinstance(port, int) or (isinstance(port, str) and port.startswith("{"))):
+        raise _err(src, where, f"a {proto} flow needs a port", "add port: <number> (or a placeholder such as \"{port}\")")
+    sport = raw.get("sport")
+    if sport is not None and (proto != "udp" or not isinstance(sport, int) or not 1 <= sport <= 65535):
+        raise _err(src, where, f"sport {sport!r}: a UDP flow's fixed source port", "use sport: 5353 with proto udp")
     size = raw.get("size")
     if size is not None and (not isinstance(size, int) or not 0 <= size <= 65000 or proto != "icmp"):
         raise _err(src, where, f"size {size!r}: an ICMP payload of 0-65000 bytes", "use size: 1422 with proto icmp")
-    return Flow(str(raw["from"]), str(raw["to"]), proto, port, size)
+    return Flow(str(raw["from"]), str(raw["to"]), proto, port, size, sport)
 
 
 def _variant(src: str, i: int, raw: Any) -> Variant:
@@ -114,7 +133,22 @@ def _variant(src: str, i: int, raw: Any) -> Variant:
     if not solution and not any("delete" in a for a in raw["fault"]):
         raise _err(src, where, "a variant without a delete action needs a solution", "add solution: [commands]")
     return Variant(str(raw["name"]), tuple(raw["fault"]), tuple(str(s) for s in solution),
-                   tuple(str(h) for h in raw.get("hints", [])))
+                   tuple(str(h) for h in raw.get("hints", [])), _commands(src, f"{where}.workaround", raw))
+
+
+def _commands(src: str, where: str, raw: dict) -> tuple[str, ...]:
+    value = raw.get("workaround", [])
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise _err(src, where, "a workaround is a list of commands", "write workaround: [\"ip -n {node1_ns} route …\"]")
+    return tuple(value)
+
+
+def _requires(src: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(r in FEATURES for r in raw):
+        raise _err(src, "requires", f"{raw!r} is not a list of {', '.join(FEATURES)}", "write e.g. requires: [netem]")
+    return tuple(raw)
 
 
 def _combos(src: str, raw: Any) -> tuple[dict[str, str], ...]:
@@ -152,7 +186,8 @@ def parse(raw: Any, src: str) -> Exercise:
         broken=tuple(_flow(src, f"broken[{i}]", f) for i, f in enumerate(raw["broken"] or [])),
         control=tuple(_flow(src, f"control[{i}]", f) for i, f in enumerate(raw.get("control") or [])),
         hints=tuple(str(h) for h in raw.get("hints", [])), explanation=str(raw.get("explanation", "")).strip(),
-        see=str(raw.get("see", "")), overrides=dict(raw.get("overrides") or {}), vars=vars_, src=src)
+        see=str(raw.get("see", "")), overrides=dict(raw.get("overrides") or {}), vars=vars_, src=src,
+        workaround=_commands(src, "workaround", raw), requires=_requires(src, raw.get("requires")))
 
 
 def load(ref: str) -> Exercise:

@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import struct
+import subprocess
 from functools import lru_cache
 
 from ..errors import KernelFeatureError, NetlabError
@@ -61,6 +62,25 @@ def link_kind(kind: str) -> str | None:
             netns._check(netns._libc.setns(orig, netns.CLONE_NEWNET), "setns back")
     finally:
         os.close(orig)
+
+
+QDISC_ARGS = {"netem": ("delay", "1ms")}
+
+
+@lru_cache(maxsize=None)
+def qdisc_kind(kind: str) -> str | None:
+    """None if the kernel can attach a qdisc of this kind (netem: CONFIG_NET_SCH_NETEM), else the
+    error: ``tc qdisc add`` on lo in a network namespace of its own, gone when tc exits."""
+    if shutil.which("tc") is None or shutil.which("unshare") is None:
+        return "tc or unshare is not installed"
+    r = subprocess.run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", kind, *QDISC_ARGS.get(kind, ())],
+                       capture_output=True, text=True, timeout=30)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def feature(name: str) -> str | None:
+    """A kernel feature by name, a link kind or a qdisc: None if present, else why not."""
+    return qdisc_kind(name) if name in QDISC_ARGS else link_kind(name)
 
 
 def _probe_tun() -> str | None:
