@@ -30,8 +30,9 @@ done
 EXTRAS=${NETLAB_EXTRAS-test,bench}
 
 # Kernel-side tools netlab drives, plus the ones labs and tests use (BIRD for Calico, iperf3 for
-# bench, tcpdump/tshark for capture, socat for the flannel-udp comparison, graphviz for netlab graph).
-PKGS="python3 python3-venv python3-pip iproute2 iptables iputils-ping iperf3 bird2 tcpdump tshark ethtool socat procps graphviz"
+# bench, tcpdump/tshark for capture, socat for the flannel-udp comparison, graphviz for netlab graph,
+# conntrack for the exercises that read and delete conntrack entries).
+PKGS="python3 python3-venv python3-pip iproute2 iptables iputils-ping iperf3 bird2 tcpdump tshark ethtool socat procps graphviz conntrack"
 # netlab vm: QEMU boots the distribution's stock kernel, the initramfs is busybox-static, kmod's
 # depmod indexes the kernel's modules (and its modprobe loads them in the VM), zstd unpacks
 # Ubuntu's zstd-compressed kernel and modules.

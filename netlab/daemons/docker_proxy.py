@@ -20,7 +20,11 @@ port deliberately skips two kinds of connections (DATAPATHS.md §1):
 Both connections are therefore delivered *locally*, to this process's listening socket, which
 opens a second connection to the container and copies bytes both ways. The container sees the
 proxy's source address (docker0's 172.17.0.1), not the client's: one more way NAT-like plumbing
-hides who is calling. Only TCP is relayed here.
+hides who is calling.
+
+``-proto udp`` relays datagrams as docker-proxy's UDP proxy does: one socket towards the container
+per client address, replies sent back from the published port, and a client forgotten after 90 s
+without traffic (``UDPConnTrackTimeout``).
 
 ``-host-ip ::`` is the IPv6 twin dockerd 20.10 starts next to the IPv4 one: an AF_INET6 socket
 with IPV6_V6ONLY set (docker-proxy listens with Go's ``tcp6``), so it takes ``[::]:port`` while the
@@ -74,22 +78,60 @@ def relay(client: socket.socket, backend: tuple[str, int]) -> None:
     upstream.close()
 
 
-def listener(host_ip: str, port: int) -> socket.socket:
+UDP_IDLE = 90.0  # docker-proxy's UDPConnTrackTimeout
+UDP_MAX = 65507
+
+
+def udp_relay(lsock: socket.socket, backend: tuple[str, int]) -> None:
+    """Datagrams from each client to the container over a socket of that client's own, and the
+    container's answers back to the client from the published port."""
+    upstreams: dict[tuple, socket.socket] = {}
+    lock = threading.Lock()
+
+    def answers(client: tuple, up: socket.socket) -> None:
+        up.settimeout(UDP_IDLE)
+        try:
+            while True:
+                lsock.sendto(up.recv(UDP_MAX), client)
+        except OSError:  # idle for UDP_IDLE (socket.timeout), or closed
+            pass
+        with lock:
+            upstreams.pop(client, None)
+        up.close()
+
+    while True:
+        data, client = lsock.recvfrom(UDP_MAX)
+        with lock:
+            up = upstreams.get(client)
+            if up is None:
+                up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                up.connect(backend)
+                upstreams[client] = up
+                threading.Thread(target=answers, args=(client, up), daemon=True).start()
+        try:
+            up.send(data)
+        except OSError:
+            pass
+
+
+def listener(host_ip: str, port: int, proto: str = "tcp") -> socket.socket:
     """The listening socket: AF_INET for an IPv4 address, AF_INET6 *v6only* for an IPv6 one, so
     the IPv4 and IPv6 proxies of one published port never collide on the port."""
     v6 = ":" in host_ip
-    lsock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    lsock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if v6:
         lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     lsock.bind((host_ip, port))
-    lsock.listen(128)
+    if proto == "tcp":
+        lsock.listen(128)
     return lsock
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="docker-proxy", description=__doc__.splitlines()[0])
-    ap.add_argument("-proto", default="tcp", choices=("tcp",))
+    ap.add_argument("-proto", default="tcp", choices=("tcp", "udp"))
     ap.add_argument("-host-ip", dest="host_ip", default="0.0.0.0")
     ap.add_argument("-host-port", dest="host_port", type=int, required=True)
     ap.add_argument("-container-ip", dest="container_ip", required=True)
@@ -98,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        lsock = listener(args.host_ip, args.host_port)
+        lsock = listener(args.host_ip, args.host_port, args.proto)
     except OSError as e:
         if e.errno != errno.EAFNOSUPPORT:
             raise
@@ -109,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             signal.pause()
     backend = (args.container_ip, args.container_port)
     shown = f"[{args.host_ip}]" if ":" in args.host_ip else args.host_ip
-    print(f"docker-proxy: {shown}:{args.host_port} -> {backend[0]}:{backend[1]}", flush=True)
+    print(f"docker-proxy: {args.proto} {shown}:{args.host_port} -> {backend[0]}:{backend[1]}", flush=True)
     if args.ready:
         Path(args.ready).touch()
+    if args.proto == "udp":
+        udp_relay(lsock, backend)
     while True:
         client, _ = lsock.accept()
         threading.Thread(target=relay, args=(client, backend), daemon=True).start()

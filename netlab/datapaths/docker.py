@@ -57,7 +57,7 @@ DEFAULT_MTU = 1500  # dockerd --mtu default
 
 @dataclass(frozen=True)
 class Publish:
-    """``docker run -p HOST_PORT:CONTAINER_PORT``: one published TCP port of one container."""
+    """``docker run -p HOST_PORT:CONTAINER_PORT[/udp]``: one published port of one container."""
 
     host_port: int
     container_ip: str
@@ -116,7 +116,7 @@ def host_veth(lab: str, node: str, container: str, taken: set[str]) -> str:
 
 
 def containers(lab: Lab, topo: Topology, prefix: str, port: int | None = None,
-               host_port_base: int | None = None) -> list[Container]:
+               host_port_base: int | None = None, proto: str = "tcp") -> list[Container]:
     """Name and address every container of the lab: ``<prefix><number>``, numbered across hosts.
 
     With ``port`` and ``host_port_base``, container number k publishes ``port`` as
@@ -132,7 +132,7 @@ def containers(lab: Lab, topo: Topology, prefix: str, port: int | None = None,
             ip = IPv4Interface((int(nth_host(lab.pod_cidr, index + 1)), lab.pod_cidr.prefixlen))
             pub = None
             if port is not None and host_port_base is not None:
-                pub = Publish(host_port_base + number, str(ip.ip), port)
+                pub = Publish(host_port_base + number, str(ip.ip), port, proto)
             out.append(Container(name, number, index, node, naming.ns(lab.name, node.name, name), ip,
                                  container_mac(ip.ip), host_veth(lab.name, node.name, name, taken), pub))
     return out

@@ -71,10 +71,15 @@ class Options:
     port: int = field(default=7070, metadata={"min": 1, "max": 65535})  # what each executor listens on
     host_port_base: int = field(default=12344, metadata={"min": 1, "max": 65534})  # executor k: base + k
     userland_proxy: bool = True  # dockerd --userland-proxy
+    # docker run -p H:C/udp: the executors answer datagrams, and the DNAT, the DOCKER chain's
+    # ACCEPT and docker-proxy are UDP's. UDP's conntrack entries are keyed by a 5-tuple that a
+    # client with a fixed source port (DNS, statsd) reuses for ever: the stale-entry lesson.
+    proto: str = field(default="tcp", metadata={"choices": ("tcp", "udp")})
 
 
 def containers(lab: Lab) -> list[docker.Container]:
-    return docker.containers(lab, resolve(lab), PREFIX, lab.options.port, lab.options.host_port_base)
+    return docker.containers(lab, resolve(lab), PREFIX, lab.options.port, lab.options.host_port_base,
+                             lab.options.proto)
 
 
 def published(c: docker.Container) -> docker.Publish:
@@ -88,8 +93,10 @@ def published(c: docker.Container) -> docker.Publish:
 def app(c: docker.Container) -> Daemon:
     """The executor's listener, in the container's namespace."""
     ready = f"{{run}}/{c.ns}.{c.name}.ready"
-    return Daemon(c.ns, c.name, docker.daemon_argv("whoami", "--name", c.name, "--port", str(published(c).container_port),
-                                                    "--ready", ready), ready=ready)
+    pub = published(c)
+    proto = ("--proto", pub.proto) if pub.proto != "tcp" else ()
+    return Daemon(c.ns, c.name, docker.daemon_argv("whoami", "--name", c.name, "--port", str(pub.container_port),
+                                                    *proto, "--ready", ready), ready=ready)
 
 
 def plan(lab: Lab) -> Plan:
@@ -137,29 +144,30 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
     sip, dip = pair.src_ip, pair.dst_ip
     L = lab.name
     sw = hints.switch_of(p, n1.name)
+    sock, l4 = ("UDP", "udp") if lab.options.proto == "udp" else ("TCP", "tcp")
     stdin = f"{STDIN}:{SOCAT_INPUT}"
     relay: list[hints.Line] = [
         f"docker-proxy: {src.host} -> its own host {a1}:{own} skips the DNAT (-i docker0 -j RETURN);",
         Hint(f"  the relay answers and reconnects from {hints.ip_of(p, n1.name, docker.BRIDGE)}: ",
-             f"netlab exec {L} {src.host} -- socat - TCP:{a1}:{own}", expect=stdin),
+             f"netlab exec {L} {src.host} -- socat - {sock}:{a1}:{own}", expect=stdin),
     ] if lab.options.userland_proxy else []
     return Steps([
         f"{src.host} ({n1.host}) and {dst.host} ({n2.host}) are both {sip}: the addresses overlap,",
         f"so pod-to-pod routing is impossible ({src.host} -> {dip} reaches itself).",
         f"The only way across is {dst.host}'s published port {a2}:{hp} -> {dip}:{cp}:",
-        Hint("  ", f"netlab exec {L} {src.host} -- socat - TCP:{a2}:{hp}", expect=stdin),
+        Hint("  ", f"netlab exec {L} {src.host} -- socat - {sock}:{a2}:{hp}", expect=stdin),
         f"  answer: '{dst.host} at {dip}:{cp} saw peer {a1}:…' ({sip} never arrives)",
         "Three rewrites on the way:",
         f"  1. SNAT on {n1.host}: POSTROUTING -s {lab.pod_cidr} ! -o docker0 -j MASQUERADE",
-        f"     source {sip}:p -> {a1}:p' as the SYN leaves eth0",
+        f"     source {sip}:p -> {a1}:p' as the {'SYN' if l4 == 'tcp' else 'datagram'} leaves eth0",
         f"  2. DNAT on {n2.host}: PREROUTING -> DOCKER ! -i docker0 --dport {hp} -j DNAT",
         f"     destination {a2}:{hp} -> {dip}:{cp} (FORWARD: the DOCKER chain's per-port ACCEPT)",
         "  3. the reply: conntrack reverses both, no rule needed",
         f"     {n2.host}: source {dip}:{cp} -> {a2}:{hp}; {n1.host}: destination {a1}:p' -> {sip}:p",
         *relay,
         "Where to look:",
-        Hint("  on the wire:  ", f"ip netns exec {sw} tcpdump -ni br0 tcp port {hp}", expect=RUNS),
-        Hint(f"  in {dst.host}: ", f"netlab exec {L} {dst.host} -- tcpdump -ni eth0 tcp port {cp}", expect=RUNS),
+        Hint("  on the wire:  ", f"ip netns exec {sw} tcpdump -ni br0 {l4} port {hp}", expect=RUNS),
+        Hint(f"  in {dst.host}: ", f"netlab exec {L} {dst.host} -- tcpdump -ni eth0 {l4} port {cp}", expect=RUNS),
         Hint("  conntrack:    ", f"netlab exec {L} {n2.host} -- cat /proc/net/nf_conntrack", "(both tuples)"),
         Hint("  counters:     ", f"netlab exec {L} {n2.host} -- iptables -t nat -L DOCKER -nv"),
         Hint("  the recipe:   ", f"netlab explain {L}"),

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import signal as signals
 import subprocess
 import sys
@@ -111,6 +112,19 @@ def _signal(h: api.LabHandle, spec: dict, ctx: dict) -> None:
     os.kill(rec.pid, getattr(signals, f"SIG{str(spec.get('signal', 'STOP')).upper()}"))
 
 
+def _spawn(h: api.LabHandle, spec: dict, ctx: dict) -> None:
+    """An application process the fault needs, recorded with the lab's daemons (so teardown,
+    which stops only what it can prove it started, ends it)."""
+    from ..kernel.apply import Applier
+
+    module, *args = [fill(str(a), ctx) for a in spec["argv"]]
+    if not module.isidentifier() or not (Path(__file__).parent.parent / "daemons" / f"{module}.py").exists():
+        raise NetlabError(f"exercise: spawn: no netlab daemon module {module!r}", "use e.g. argv: [udp_client, …]")
+    daemon = planmod.Daemon(h.ns(fill(str(spec["host"]), ctx)), str(spec["name"]),
+                            (naming.python(), "-m", f"netlab.daemons.{module}", *args))
+    Applier(h.plan, h.state).daemons([daemon])
+
+
 def inject(h: api.LabHandle, variant: Variant, ctx: dict, rng: random.Random) -> list[str]:
     """Apply the variant's fault; returns the commands that recreate what ``delete`` removed (and
     puts the last one in ``{obj}``), which is the solution unless the variant gives its own."""
@@ -128,6 +142,8 @@ def inject(h: api.LabHandle, variant: Variant, ctx: dict, rng: random.Random) ->
                 _sh(fill(str(cmd), ctx))
         elif verb == "signal":
             _signal(h, spec, ctx)
+        elif verb == "spawn":
+            _spawn(h, spec, ctx)
         elif verb == "restart":  # the daemon again, with another configuration than the plan's
             _restart(h, fill(str(spec["host"]), ctx), str(spec["daemon"]),
                      {fill(str(k), ctx): fill(str(v), ctx) for k, v in (spec.get("replace") or {}).items()})
@@ -141,12 +157,14 @@ def _target(ctx: dict, dst: str) -> str:
 
 
 def _probe_argv(f: Flow, ip: str) -> list[str]:
-    if f.proto == "tcp":
+    want = f"grep -qF -- {shlex.quote(f.expect)}" if f.expect else "grep -q ."
+    if f.proto == "tcp" and not f.expect:
         return ["timeout", "2", "bash", "-c", f"exec 3<>/dev/tcp/{ip}/{f.port}"]
-    if f.proto == "udp":  # one datagram out, and some answer back within a second
+    if f.proto == "tcp":  # and what answers: the first line the server sends
+        return ["bash", "-c", f"timeout 2 socat -T1 - TCP:{ip}:{f.port} </dev/null 2>/dev/null | {want}"]
+    if f.proto == "udp":  # one datagram out, and an answer back within a second
         sport = f",sourceport={f.sport},reuseaddr" if f.sport else ""
-        return ["bash", "-c", f"out=$(echo probe | timeout 2 socat -T1 - UDP:{ip}:{f.port}{sport} 2>/dev/null); "
-                '[ -n "$out" ]']
+        return ["bash", "-c", f"echo probe | timeout 2 socat -T1 - UDP:{ip}:{f.port}{sport} 2>/dev/null | {want}"]
     size = ["-s", str(f.size), "-M", "do"] if f.size is not None else []
     return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", *size, ip]
 

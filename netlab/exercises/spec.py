@@ -19,7 +19,11 @@ Fault actions are plan-level:
 - ``signal: {host: "{node}", daemon: bird, signal: STOP}``: a planned daemon, by name;
 - ``restart: {host: node1, daemon: flannel-udp, replace: {"=192.168.100.12": "=192.168.100.13"}}``:
   a planned daemon started again with strings of its argv swapped (a wrong configuration);
-  ``status`` sees a daemon that does not run its planned argv.
+  ``status`` sees a daemon that does not run its planned argv;
+- ``spawn: {host: "{src}", name: metrics-client, argv: [udp_client, --to, "{node2_ip}:12347", --sport,
+  "5353"]}``: one of netlab's daemon modules (``netlab.daemons.<first word>``) started in that
+  host's namespace as the application whose traffic the fault needs (a client that never stops);
+  it is recorded with the lab's daemons, so ``down`` and ``stop`` end it.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ..errors import LabFileError
 ROOT = Path(__file__).resolve().parent.parent.parent / "exercises"
 PROTOS = ("icmp", "tcp", "udp")
 FEATURES = ("netem", "ipip", "vxlan", "tun", "macvlan")  # what ``requires`` may name beyond the lab's own
-ACTIONS = ("delete", "run", "signal", "restart")
+ACTIONS = ("delete", "run", "signal", "restart", "spawn")
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,13 @@ class Flow:
     port: int | str | None = None  # a number, or a placeholder filled when the flow runs
     size: int | None = None  # ICMP payload bytes, sent with DF (ping -s N -M do): an MTU's test
     sport: int | None = None  # UDP only: a fixed source port
+    expect: str | None = None  # tcp/udp: the answer must contain this (which backend answered)
 
     @property
     def text(self) -> str:
         if self.proto in ("tcp", "udp"):
-            what = f"{self.proto} {self.port}" + (f" from port {self.sport}" if self.sport else "")
+            what = f"{self.proto} {self.port}" + (f" from port {self.sport}" if self.sport else "") + \
+                (f", answered by {self.expect}" if self.expect else "")
         else:
             what = f"ping -s {self.size}, DF" if self.size else "ping"
         return f"{self.src} -> {self.dst} ({what})"
@@ -118,7 +124,10 @@ def _flow(src: str, where: str, raw: Any) -> Flow:
     size = raw.get("size")
     if size is not None and (not isinstance(size, int) or not 0 <= size <= 65000 or proto != "icmp"):
         raise _err(src, where, f"size {size!r}: an ICMP payload of 0-65000 bytes", "use size: 1422 with proto icmp")
-    return Flow(str(raw["from"]), str(raw["to"]), proto, port, size, sport)
+    expect = raw.get("expect")
+    if expect is not None and (proto == "icmp" or not isinstance(expect, str) or not expect):
+        raise _err(src, where, f"expect {expect!r}: text a tcp or udp answer must contain", "use expect: executor3")
+    return Flow(str(raw["from"]), str(raw["to"]), proto, port, size, sport, expect)
 
 
 def _variant(src: str, i: int, raw: Any) -> Variant:

@@ -26,7 +26,7 @@ KERNEL_CONFIG = {
 TOOL_PACKAGES = {
     "iptables-restore": "iptables", "iptables-save": "iptables", "iptables": "iptables", "ip": "iproute2",
     "bridge": "iproute2", "bird": "bird2", "birdc": "bird2", "iperf3": "iperf3", "tcpdump": "tcpdump",
-    "tshark": "tshark", "socat": "socat", "ethtool": "ethtool",
+    "tshark": "tshark", "socat": "socat", "ethtool": "ethtool", "conntrack": "conntrack",
 }
 
 TUNSETIFF = 0x400454CA
