@@ -319,3 +319,26 @@ def test_status_sees_a_forward_policy_put_back_to_accept(lab_factory):
     assert "-P FORWARD ACCEPT" in iptables_save(lab.ns("node1")) or ":FORWARD ACCEPT" in iptables_save(lab.ns("node1"))
     problems = [p.detail for p in lab.verify().problems]
     assert problems == ["policy filter FORWARD is ACCEPT (want DROP)"], problems
+
+
+def _udp(ns: str, ip: str, port: int, sport: int | None = None) -> str:
+    src = f",sourceport={sport},reuseaddr" if sport else ""
+    r = nsexec(ns, "bash", "-c", f"echo hi | timeout 3 socat -T1 - UDP:{ip}:{port}{src}", timeout=10)
+    return r.stdout.strip()
+
+
+def test_docker_nat_udp_published_port_and_proxy(lab_factory):
+    """``-p …/udp``: the datagram is SNATed on node1, DNATed on node2, answered by executor3
+    from its own address (so conntrack un-NATs the answer), and node2's conntrack entry holds
+    both tuples; node1 itself reaches its own 127.0.0.1:12345 through the UDP docker-proxy."""
+    lab = lab_factory("docker-nat", pods=2, options={"proto": "udp"})
+    n1, n2 = lab.ns("node1"), lab.ns("node2")
+    rules = iptables_save(n2)
+    assert "-A DOCKER ! -i docker0 -p udp -m udp --dport 12347 -j DNAT --to-destination 172.17.0.2:7070" in rules
+    assert _udp(lab.ns("executor1"), "192.168.100.12", 12347, 5353) == \
+        "executor3 at 172.17.0.2:7070 saw peer 192.168.100.11:5353"
+    table = nsexec(n2, "cat", "/proc/net/nf_conntrack").stdout
+    assert re.search(r"udp .* src=192\.168\.100\.11 dst=192\.168\.100\.12 sport=5353 dport=12347 "
+                     r"src=172\.17\.0\.2 dst=192\.168\.100\.11 sport=7070 dport=5353", table), table
+    assert _udp(n1, "127.0.0.1", 12345).startswith("executor1 at 172.17.0.2:7070 saw peer 172.17.0.1:")
+    assert lab.verify().ok
