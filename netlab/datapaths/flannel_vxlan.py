@@ -17,6 +17,14 @@ On each node X (lease 10.244.X.0/24):
 
 There are no per-pod entries anywhere: one route, one neighbour and one FDB entry per remote node.
 
+With the backend's ``DirectRouting: true`` (option ``direct_routing``), flanneld first asks the
+kernel how it reaches node Y's public IP (``ip.DirectRouting``: a route without a gateway, i.e.
+the same L2 subnet). If it is directly connected, Y gets host-gw's route instead of the three
+entries above: ``10.244.Y.0/24 via <node Y IP> dev eth0``, no neighbour, no FDB entry, no
+encapsulation. Only nodes in other subnets (another rack, ``--racks 2``) go through flannel.1.
+That is flannel's own answer to "host-gw across racks": plain routes where L2 allows them, the
+tunnel where it does not. The pods' MTU stays the VXLAN one (underlay - 50) for every path.
+
 The datapath at its default addresses::
 
       node1 (192.168.100.11)                          node2 (192.168.100.12)
@@ -57,6 +65,7 @@ class Options:
     vni: int = field(default=1, metadata={"min": 1, "max": 16777215})
     port: int = field(default=8472, metadata={"min": 1, "max": 65535})
     mtu: int | None = field(default=None, metadata={"min": 576, "max": encap.VXLAN.max_mtu})
+    direct_routing: bool = False  # the backend's DirectRouting: host-gw routes to nodes on the same subnet
 
 
 def encap_of(lab: Lab) -> Encap:
@@ -94,6 +103,9 @@ def plan(lab: Lab) -> Plan:
         for other in topo.others(node):
             remote = leases[other.name]
             gw = str(remote.network_address)
+            if lab.options.direct_routing and other.rack == node.rack:  # same subnet: no tunnel needed
+                p.add(Route(node.ns, str(remote), via=other.addr, dev="eth0"))
+                continue
             p.add(
                 Neigh(node.ns, dev, gw, macs[other.name]),
                 Fdb(node.ns, dev, macs[other.name], other.addr),
