@@ -35,8 +35,10 @@ from .state import NoState, State, Taken, load as load_state, remove_stateless
 def build_plan(lab: model.Lab, check: bool = True) -> Plan:
     """The lab's plan; ``check=False`` skips the internal consistency check, for a plan rebuilt
     from what was built (it was checked before it was applied)."""
+    dp = get(lab.datapath)
+    limits.check_size(lab, dp.per_peer)  # before the plan exists: building it is what takes the memory
     with gcpause.paused():
-        plan = get(lab.datapath).plan(lab)
+        plan = dp.plan(lab)
         if check:
             plan.check()
     return plan
@@ -83,19 +85,23 @@ class LabHandle:
         return teardown(self.state)
 
 
-def preflight(dp: Datapath, lab: model.Lab) -> None:
+def preflight(dp: Datapath, lab: model.Lab, progress: Callable[[str], None] | None = None) -> Plan:
+    """Everything ``up`` refuses before it creates anything; returns the lab's plan."""
     probe.require_root()
     probe.require_tools(dp.tools)
     probe.require_kinds(dp.requires, lab.name)
-    limits.check(build_plan(lab))  # the kernel's shared limits (neighbour table, …): refuse before creating
+    plan = build_plan(lab)
+    needs = limits.check(plan)  # the kernel's shared limits (neighbour table, …): refuse before creating
+    if needs.note and progress:
+        progress(f"note: {needs.note}")
+    return plan
 
 
 def up(lab_file: str, name: str | None = None, progress: Callable[[str], None] | None = None,
        wait: float | None = 60.0, keep_on_error: bool = False, **overrides) -> LabHandle:
     lab = model.load(lab_file, name=name, overrides=overrides)
     dp = get(lab.datapath)
-    preflight(dp, lab)
-    plan = build_plan(lab)
+    plan = preflight(dp, lab, progress)
     state = State(lab=lab.name, labfile=str(lab.file), overrides=lab.overrides, labtext=lab.source,
                   namespaces=[n.name for n in plan.namespaces])
     claim(state, progress)  # write-ahead: the state exists before the first namespace does

@@ -38,7 +38,7 @@ from .errors import LabFileError, NetlabError
 
 LAB_FIELDS = ("description", "datapath", "nodes", "pods", "underlay", "pod_cidr", "options")
 UNDERLAY_FIELDS = ("cidr", "mtu", "racks")
-MAX_NODES = 200
+MAX_NODES = 65_536  # a sanity bound; the real limits are the CIDRs, the neighbour table and memory
 MAX_PODS = 50
 MAX_RACKS = 4
 
@@ -581,7 +581,8 @@ def _check_addressing(src: str, lab: Lab) -> None:
     if per_rack > usable:
         raise _err(src, "underlay.cidr",
                    f"{lab.underlay.cidr} is too small for {per_rack} nodes per rack (nodes are .11 and up)",
-                   "use a larger underlay (e.g. a /24 holds up to 243 nodes) or fewer nodes")
+                   "use a larger underlay (a /24 holds 243 nodes, a /20 4085: --underlay-cidr 172.16.0.0/20 "
+                   "or underlay.cidr) or fewer nodes")
     underlay_all = [lab.underlay.rack_cidr(r) for r in range(1, lab.underlay.racks + 1)]
     for u in underlay_all:
         if u.overlaps(lab.pod_cidr):

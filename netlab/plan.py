@@ -334,10 +334,24 @@ class Plan:
     encap: Encap | None = None  # how pod packets cross the underlay (None: routed or bridged bare)
 
     def add_ns(self, ns: Netns) -> Netns:
-        if any(n.name == ns.name for n in self.namespaces):
+        self._names()
+        if ns.name in self.__dict__["_full"]:
             raise ValueError(f"namespace {ns.name} planned twice")
         self.namespaces.append(ns)
         return ns
+
+    def _names(self) -> dict[str, Netns]:
+        """Namespaces by host name (what a user types) and by full name, the first one planned
+        winning, as a scan in order would: a 3000-namespace plan is asked tens of thousands of
+        times. Brought up to date with the namespace list on every call (it only grows)."""
+        index, full, seen = self.__dict__.get("_by_name", ({}, set(), 0))
+        for n in self.namespaces[seen:]:
+            index.setdefault(n.host, n)
+            index.setdefault(n.name, n)
+            full.add(n.name)
+        self.__dict__["_by_name"] = (index, full, len(self.namespaces))
+        self.__dict__["_full"] = full
+        return index
 
     def add(self, *objs: KernelObject) -> None:
         self.objects.extend(objs)
@@ -370,10 +384,10 @@ class Plan:
 
     def host(self, name: str) -> Netns:
         """Find a namespace by what a user types: ``node1``, ``node1-pod1``, ``switch`` or the full name."""
-        for n in self.namespaces:
-            if name in (n.host, n.name):
-                return n
-        raise KeyError(name)
+        found = self._names().get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
 
     def links(self) -> list[Link]:
         return self.in_phase("links")  # type: ignore[return-value]  # the links phase holds links only

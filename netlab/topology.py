@@ -9,6 +9,7 @@ and addresses. Pod *addresses* are not here: they are the datapath's IPAM (flann
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from . import naming
@@ -32,8 +33,9 @@ class Node:
     rack: Rack
     ip: IPv4Interface  # 192.168.100.11/24
 
-    @property
+    @cached_property
     def addr(self) -> str:
+        """The node's underlay address as text, made once: a 1000-node plan asks it a million times."""
         return str(self.ip.ip)
 
 

@@ -33,17 +33,21 @@ def override_options(f):
     @click.option("--pods", type=INTEGER, help="Pods per node.")
     @click.option("--racks", type=INTEGER, help="Underlay racks (switches behind one router).")
     @click.option("--underlay-mtu", "mtu", type=INTEGER, help="Underlay MTU.")
+    @click.option("--underlay-cidr", "cidr", metavar="CIDR",
+                  help="Underlay network per rack (nodes are .11 and up): a /20 holds 4085 nodes.")
+    @click.option("--pod-cidr", metavar="CIDR", help="Cluster pod network (flannel: a /24 per node from it).")
     @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
                   help="Datapath option, e.g. -o vni=5 (see the lab file's options:).")
     @functools.wraps(f)
-    def wrapper(*args, name, nodes, pods, racks, mtu, options, **kw):
+    def wrapper(*args, name, nodes, pods, racks, mtu, cidr, pod_cidr, options, **kw):
         opts = {}
         for item in options:
             if "=" not in item:
                 raise LabFileError(f"option {shown(item)!r} is not KEY=VALUE", "write it like -o vni=5")
             k, v = item.split("=", 1)
             opts[k.strip()] = v.strip()
-        overrides = {"nodes": nodes, "pods": pods, "racks": racks, "mtu": mtu, "options": opts}
+        overrides = {"nodes": nodes, "pods": pods, "racks": racks, "mtu": mtu, "cidr": cidr, "pod_cidr": pod_cidr,
+                     "options": opts}
         return f(*args, name=name, overrides=overrides, **kw)
 
     return wrapper

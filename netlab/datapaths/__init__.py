@@ -31,8 +31,11 @@ class Datapath:
     Options: type = NoOptions
     default_pod_cidr: str = "10.244.0.0/16"
     min_nodes: int = 1
-    max_nodes: int = 200
+    max_nodes: int = 65_536  # the real limits: addresses, the host's shared tables, memory (kernel.limits)
     requires: tuple[str, ...] = ()  # kernel link kinds, probed before anything is created
+    # kernel entries (routes, neighbours, FDB entries) every node holds for every other node:
+    # what makes a lab grow as n(n-1), and what netlab.kernel.limits.check_size counts
+    per_peer: int = 0
     tools: tuple[str, ...] = ("iptables-restore",)  # binaries on PATH
     validate: Callable[[Any], None] = lambda lab: None
     # (lab, plan) -> what to try after `up`: text that carries its hints and what each should do

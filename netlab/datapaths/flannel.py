@@ -35,7 +35,8 @@ def check_leases(lab) -> None:
     room = 2 ** (24 - lab.pod_cidr.prefixlen) - 1
     if lab.nodes > room:
         raise LabFileError(f"{lab.src}: pod_cidr: {lab.pod_cidr} holds {room} node /24s, not {lab.nodes}",
-                           "use a larger pod_cidr or fewer nodes")
+                           f"use a larger pod_cidr (a /{24 - (lab.nodes + 1).bit_length()} holds {lab.nodes} nodes: "
+                           f"--pod-cidr or pod_cidr) or fewer nodes")
 
 
 def masq_rules(ns: str, cluster: IPv4Network, subnet: IPv4Network) -> Ruleset:

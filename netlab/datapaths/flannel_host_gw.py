@@ -38,11 +38,12 @@ def plan(lab: Lab) -> Plan:
     p = Plan(lab.name)  # encap None: the pod's own packet is what crosses the underlay
     underlay.build(lab, topo, p)
     mtu = encap.mtu_of(lab, None)
+    leases = {n.index: str(flannel.lease(lab.pod_cidr, n)) for n in topo.nodes}  # made once, not n-1 times
     for node in topo.nodes:
         subnet = flannel.lease(lab.pod_cidr, node)
         cni.attach(p, topo, node, subnet, lab.pod_cidr, mtu)
         for other in topo.others(node):
-            p.add(Route(node.ns, str(flannel.lease(lab.pod_cidr, other)), via=other.addr, dev="eth0"))
+            p.add(Route(node.ns, leases[other.index], via=other.addr, dev="eth0"))
         p.add(flannel.masq_rules(node.ns, lab.pod_cidr, subnet))
     return p
 
@@ -82,6 +83,7 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
 
 
 DATAPATH = Datapath(
+    per_peer=1,
     name="flannel-host-gw",
     summary="Flannel host-gw: plain routes via each node's IP, no tunnel; needs one L2 segment",
     plan=plan,

@@ -123,6 +123,8 @@ def plan(lab: Lab) -> Plan:
     p = Plan(lab.name, encap=encap_of(lab))
     underlay.build(lab, topo, p)
     mtu = encap.mtu_of(lab, p.encap)
+    # every node's lease and address, made once: each forwarder's map lists all the others
+    leases = [(node.index, str(flannel.lease(lab.pod_cidr, node)), node.addr) for node in topo.nodes]
     for node in topo.nodes:
         subnet = flannel.lease(lab.pod_cidr, node)
         cni.attach(p, topo, node, subnet, lab.pod_cidr, mtu)
@@ -134,7 +136,7 @@ def plan(lab: Lab) -> Plan:
             Sysctl(node.ns, f"net/ipv4/conf/{DEVICE}/accept_local", "1"),
             flannel.masq_rules(node.ns, lab.pod_cidr, subnet),
         )
-        routes = [(str(flannel.lease(lab.pod_cidr, o)), o.addr) for o in topo.others(node)]
+        routes = [(lease, addr) for index, lease, addr in leases if index != node.index]
         p.add(Daemon(node.ns, DAEMON,
                      daemon_argv(lab, node.ns, tun_addr, f"{node.addr}:{lab.options.port}", mtu, routes),
                      ready=ready_path(node.ns), stats=stats_path(node.ns)))

@@ -36,6 +36,7 @@ the root namespace: when a limit is too low, ``up`` refuses with the numbers and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -58,6 +59,10 @@ BASELINE = "host-limits.json"  # in the lab's state directory, written by settle
 #: descriptors this process holds besides the per-namespace sockets: iptables-restore pipes
 #: (6 in parallel, 2 each), pyroute2, logs, Python itself
 FD_MARGIN = 64
+#: First-ping neighbour entries ``up`` requires room for beyond what the lab holds by itself:
+#: about 64 namespaces talking at once (a pod's gateway entry, the node's entry for the pod, and
+#: the node-to-node pair). A lab smaller than that needs room for all of them.
+WORKING_SET = 256
 NUD_PERMANENT = 0x80
 NTF_EXT_LEARNED = 0x10
 RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
@@ -95,6 +100,10 @@ class Wiring:
     segment: dict[Iface, int] = field(default_factory=dict)
     members: dict[int, list[Iface]] = field(default_factory=dict)
     addrs: dict[Iface, list[IPv4Interface]] = field(default_factory=dict)
+    # indexes, so that a 1000-node lab's estimate stays linear: a namespace's addressed devices
+    # (sorted by device), and who holds an address on a segment
+    by_ns: dict[str, list[tuple[str, list[IPv4Interface]]]] = field(default_factory=dict)
+    owner: dict[tuple[int, IPv4Address], Iface] = field(default_factory=dict)
 
 
 def wiring(plan: Plan) -> Wiring:
@@ -130,13 +139,18 @@ def wiring(plan: Plan) -> Wiring:
         w.members.setdefault(seg, []).append(iface)
     for a in plan.of(Addr):
         w.addrs.setdefault((a.ns, a.dev), []).append(a.interface)
+    for (ns, dev), nets in sorted(w.addrs.items()):
+        w.by_ns.setdefault(ns, []).append((dev, nets))
+        if (ns, dev) in w.segment:
+            for net in nets:
+                w.owner.setdefault((w.segment[(ns, dev)], net.ip), (ns, dev))
     return w
 
 
 def _connected(w: Wiring, ns: str, ip: IPv4Address) -> str | None:
     """The device of ``ns`` on whose subnet ``ip`` lies (a /32 has no subnet: its own address only)."""
-    for (n, dev), nets in w.addrs.items():
-        if n == ns and any(ip in a.network and (a.network.prefixlen < 32 or a.ip == ip) for a in nets):
+    for dev, nets in w.by_ns.get(ns, []):
+        if any(ip in a.network and (a.network.prefixlen < 32 or a.ip == ip) for a in nets):
             return dev
     return None
 
@@ -165,12 +179,13 @@ def _responder(w: Wiring, iface: Iface, ip: str) -> Iface | None:
     seg = w.segment.get(iface)
     if seg is None:
         return None
-    others = [m for m in w.members[seg] if m != iface]
-    addr = IPv4Address(ip)
-    for m in others:
-        if any(a.ip == addr for a in w.addrs.get(m, [])):
-            return m
-    return others[0] if len(others) == 1 else None
+    holder = w.owner.get((seg, IPv4Address(ip)))
+    if holder is not None and holder != iface:
+        return holder
+    others = w.members[seg]
+    if len(others) == 2:
+        return others[0] if others[1] == iface else others[1]
+    return None
 
 
 def _source(w: Wiring, iface: Iface) -> str | None:
@@ -178,42 +193,49 @@ def _source(w: Wiring, iface: Iface) -> str | None:
     own = w.addrs.get(iface)
     if own:
         return str(own[0].ip)
-    for (n, _dev), nets in sorted(w.addrs.items()):
-        if n == iface[0] and nets:
+    for _dev, nets in w.by_ns.get(iface[0], []):
+        if nets:
             return str(nets[0].ip)
     return None
 
 
 def talks(plan: Plan) -> list[tuple[str, str]]:
     """(namespace, address) pairs the lab keeps talking to by itself or at its first ping:
+    :func:`first_ping` and :func:`held`."""
+    return first_ping(plan) + held(plan)
 
-    - every namespace's default gateway (a pod's way to everything, a node's to the router);
-    - every BGP session of every BIRD in the plan (keepalives every hold/3 s keep the peer's
-      entry REACHABLE, so it never becomes reclaimable).
+
+def first_ping(plan: Plan) -> list[tuple[str, str]]:
+    """Every namespace's default gateway (a pod's way to everything, a node's to the router):
+    the entry its first packet to anywhere makes. It stays REACHABLE (unreclaimable) for 15-45 s
+    after the last confirmation, then turns STALE, which forced GC may take once it is 5 s old.
 
     Not counted: the data-plane next hops to other nodes (host-gw routes, VXLAN/UDP outer
     destinations). They exist only while user traffic flows to that node and turn reclaimable
     (STALE, then older than 5 s) soon after; they need room, not a permanent slot. VXLAN's
-    neighbours are PERMANENT, which the GC count exempts.
-    """
-    out = [(r.ns, r.via) for r in plan.of(Route) if r.dst == "default" and r.via and r.type == "unicast"]
-    for sp in bgp.expected(plan):
-        out += [(sp.ns, s.neighbor) for s in sp.sessions]
-    return out
+    neighbours are PERMANENT, which the GC count exempts."""
+    return [(r.ns, r.via) for r in plan.of(Route) if r.dst == "default" and r.via and r.type == "unicast"]
 
 
-def neighbour_keys(plan: Plan) -> set[Key]:
+def held(plan: Plan) -> list[tuple[str, str]]:
+    """Every BGP session of every BIRD in the plan: keepalives every hold/3 s keep the peer's
+    entry REACHABLE for as long as the lab runs, so it never becomes reclaimable."""
+    return [(sp.ns, s.neighbor) for sp in bgp.expected(plan) for s in sp.sessions]
+
+
+def neighbour_keys(plan: Plan, pairs: list[tuple[str, str]] | None = None) -> set[Key]:
     """The dynamic neighbour entries the lab will hold at once: for each (namespace, address) of
-    :func:`talks`, the entry of the asking side and the one the answering side creates for the
-    asker (Linux learns the sender of every ARP request addressed to it, proxy ARP included).
-    Entries shadowed by a planned permanent neighbour are exempt from the GC count and left out."""
+    ``pairs`` (default :func:`talks`), the entry of the asking side and the one the answering side
+    creates for the asker (Linux learns the sender of every ARP request addressed to it, proxy ARP
+    included). Entries shadowed by a planned permanent neighbour are exempt from the GC count and
+    left out."""
     w = wiring(plan)
     routes: dict[str, list[Route]] = {}
     for r in plan.of(Route):
         routes.setdefault(r.ns, []).append(r)
     permanent = {(n.ns, n.dev, n.dst) for n in plan.of(Neigh)}
     keys: set[Key] = set()
-    for ns, ip in talks(plan):
+    for ns, ip in talks(plan) if pairs is None else pairs:
         hop = resolve(w, ns, ip, routes)
         if hop is None or (ns, hop[0]) not in w.segment or (ns, *hop) in permanent:
             continue
@@ -227,7 +249,13 @@ def neighbour_keys(plan: Plan) -> set[Key]:
 
 @dataclass(frozen=True)
 class Needs:
-    """What a lab will take from the limits the host shares (see the module docstring)."""
+    """What a lab will take from the limits the host shares (see the module docstring).
+
+    ``neighbours`` is what ``up`` requires room for: the entries the lab holds by itself (BGP)
+    plus its first-ping entries up to :data:`WORKING_SET`. ``everyone_talks`` is the whole
+    first-ping figure: a lab far larger than the working set cannot have every namespace send
+    at the same moment on a default-sized table, but it can come up, and that is said, not refused.
+    """
 
     lab: str
     neighbours: int
@@ -239,6 +267,9 @@ class Needs:
     daemon_files: int  # the daemons' descriptors, host-wide
     tasks: int
     mounts: int
+    everyone_talks: int = 0  # dynamic neighbour entries if every namespace sent at once
+    held: int = 0  # of them, held by the lab itself for as long as it runs (BGP sessions)
+    note: str | None = None  # what fits but is worth saying (check's advice)
 
 
 def estimate(plan: Plan) -> Needs:
@@ -253,9 +284,13 @@ def estimate(plan: Plan) -> Needs:
             node_ns = plan.host(n.node).name
             per_ns[node_ns] = per_ns.get(node_ns, 0) + 2  # a flow each way through the node
     daemons = len(plan.of(Daemon))
+    kept = neighbour_keys(plan, held(plan))
+    transient = len(neighbour_keys(plan, first_ping(plan)) - kept)
     return Needs(
         lab=plan.lab,
-        neighbours=len(neighbour_keys(plan)),
+        neighbours=len(kept) + min(transient, WORKING_SET),
+        everyone_talks=len(kept) + transient,
+        held=len(kept),
         namespaces=len(plan.namespaces),
         daemons=daemons,
         sessions=sessions,
@@ -428,6 +463,19 @@ def neighbour_shortfall(needs: Needs, host: Host, in_use: int) -> Shortfall | No
         f"or use fewer nodes{' or calico-rr' if needs.sessions > needs.namespaces else ''}")
 
 
+def advice(needs: Needs, host: Host, in_use: int) -> str | None:
+    """What the lab cannot do on this table although it fits: every namespace sending at once.
+    Each first packet makes two entries (the sender's for its gateway, the gateway's for it)."""
+    thresh = host.gc_thresh3
+    if thresh is None or needs.everyone_talks + in_use <= thresh:
+        return None
+    room = max(0, thresh - in_use - needs.held)
+    return (f"every namespace sending at once would need about {needs.everyone_talks} dynamic neighbour entries "
+            f"(the host uses {in_use}, {GC_THRESH.format(3)} = {thresh}): about {room // 2} namespaces can start "
+            f"talking within the same 30 s; for all of them, sysctl -w "
+            f"{GC_THRESH.format(3)}={_pow2(2 * (needs.everyone_talks + in_use))}")
+
+
 def compare(needs: Needs, host: Host, neigh_in_use: int) -> list[Shortfall]:
     """Every shared limit the lab would exceed, first the neighbour table."""
     out = [s for s in [neighbour_shortfall(needs, host, neigh_in_use)] if s]
@@ -461,6 +509,58 @@ def compare(needs: Needs, host: Host, neigh_in_use: int) -> list[Shortfall]:
     return out
 
 
+# -- memory, before a plan is built -------------------------------------------------------------------
+
+#: Measured on kernel 6.18 (vxlan 100 x 2 and 300 x 2, /proc/meminfo's Slab + Percpu + KernelStack
+#: before and after up, and this process's peak RSS): a namespace with its devices, sysctls and
+#: rulesets takes 250-480 KiB of kernel memory; a route, neighbour or FDB entry a few hundred bytes
+#: in the kernel and as much again as a plan object in netlab. Rounded up: the check is a bound.
+NS_BYTES = 512 << 10
+ENTRY_BYTES = 1536
+MEMORY_SHARE = 0.75  # of MemAvailable a lab may plan to take
+
+
+def size_of(lab, per_peer: int) -> tuple[int, int, int]:
+    """(namespaces, per-peer entries, bytes) of a lab, from its numbers alone: the check must run
+    before the plan exists, since building the plan of a too large lab is what would exhaust memory."""
+    namespaces = lab.nodes * (1 + lab.pods) + lab.underlay.racks + 2
+    entries = lab.nodes * (lab.nodes - 1) * per_peer
+    return namespaces, entries, namespaces * NS_BYTES + entries * ENTRY_BYTES
+
+
+def mem_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_size(lab, per_peer: int, available: int | None = None) -> None:
+    """Refuse, with the numbers, a lab whose kernel objects and plan would not fit in memory."""
+    avail = mem_available() if available is None else available
+    if avail is None:
+        return
+    ns, entries, need = size_of(lab, per_peer)
+    if need <= avail * MEMORY_SHARE:
+        return
+    fits = lab.nodes
+    while fits > 1 and size_of(_resized(lab, fits), per_peer)[2] > avail * MEMORY_SHARE:
+        fits = fits * 9 // 10
+    gib = 1 << 30
+    raise HostLimitError(
+        f"lab '{lab.name}' would take about {need / gib:.1f} GiB ({ns} namespaces x {NS_BYTES >> 10} KiB, "
+        f"{entries} route/neighbour/FDB entries x {ENTRY_BYTES} B) and {avail / gib:.1f} GiB are available "
+        f"(MemAvailable; a lab may plan {MEMORY_SHARE:.0%})",
+        f"use fewer nodes (about {fits} fit), or free memory")
+
+
+def _resized(lab, nodes: int):
+    return dataclasses.replace(lab, nodes=nodes)
+
+
 # -- the check ``up`` runs --------------------------------------------------------------------------
 
 def _raise_nofile(need: int, host: Host) -> None:
@@ -488,7 +588,9 @@ def check(plan: Plan, host: Host | None = None, in_use: Callable[[int], int] = n
     if short:
         raise HostLimitError(short[0].what, short[0].fix)
     _raise_nofile(host.fds_open + needs.open_files, host)
-    return needs
+    if host.gc_thresh3 is not None and needs.everyone_talks + used > host.gc_thresh3 and used == host.neigh_entries:
+        used = in_use(used)
+    return dataclasses.replace(needs, note=advice(needs, host, used))
 
 
 # -- after apply: the neighbour table's baseline, and readiness --------------------------------------

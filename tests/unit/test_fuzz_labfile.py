@@ -384,7 +384,7 @@ def test_each_datapath_builds_from_clean_generated_files(tmp_path, dp):
 
 def test_the_schema_covers_every_datapath_and_field(tmp_path):
     assert len(DATAPATHS) >= 10
-    assert {f.name for f in option_fields("flannel-vxlan")} == {"vni", "port", "mtu"}
+    assert {f.name for f in option_fields("flannel-vxlan")} == {"vni", "port", "mtu", "direct_routing"}
     assert any("choices" in f.meta for f in option_fields("flannel-udp"))
     # every shipped lab file (a copy: labs/ is never written) is one of the accepted cases
     for p in model.available():

@@ -30,7 +30,7 @@ def test_every_shipped_lab_is_valid(lab):
 
 
 @pytest.mark.parametrize("doc", [
-    {"datapath": "flannel-vxlan", "nodes": 500},
+    {"datapath": "flannel-vxlan", "nodes": 70000},
     {"datapath": "flannel-vxlan", "options": {"vni": 0}},
     {"datapath": "flannel-vxlan", "options": {"as_number": 1}},  # calico's option, not flannel's
     {"datapath": "flannel-vxlan", "underlay": {"mtu": 100}},

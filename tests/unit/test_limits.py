@@ -31,7 +31,8 @@ def test_calico_50_nodes_needs_more_than_the_default_gc_thresh3():
     n = limits.estimate(plan("calico", nodes=50))
     # 50 x 49 BGP session ends, 100 pods x 2 (pod -> 169.254.1.1, node -> pod), 50 nodes <-> router
     assert n.sessions == 2450
-    assert n.neighbours == 2450 + 200 + 100
+    assert n.everyone_talks == 2450 + 200 + 100
+    assert n.neighbours == 2450 + limits.WORKING_SET  # held by BIRD, plus the working set
     assert n.neighbours > 1024
 
 
@@ -46,14 +47,28 @@ def test_vxlan_permanent_neighbours_and_data_plane_peers_are_not_counted():
     """100 flannel nodes hold 9900 permanent VTEP neighbours, exempt from the GC count, and reach
     each other's underlay address only while user traffic flows: the estimate stays linear."""
     n = limits.estimate(plan("vxlan", nodes=100))
-    assert n.neighbours == 100 * 2 * 2 + 100 * 2
+    assert n.everyone_talks == 100 * 2 * 2 + 100 * 2
+    # nothing is held by the lab itself: up needs room for the working set, not for every pod at once
+    assert n.neighbours == limits.WORKING_SET
+
+
+def test_a_1000_node_lab_fits_the_default_table_and_says_what_does_not():
+    # flannel-udp: the same first-ping entries as vxlan (pods -> cni0, nodes -> router), without
+    # vxlan's 3 million per-peer plan objects, which would make this a slow test
+    n = limits.estimate(plan("flannel-udp", nodes=1000, pod_cidr="10.0.0.0/12", cidr="172.16.0.0/20"))
+    assert n.neighbours == limits.WORKING_SET and n.everyone_talks == 6000
+    assert limits.compare(n, roomy(), 10) == []
+    note = limits.advice(n, roomy(), 10)
+    assert note and "6000" in note and "1024" in note
 
 
 def test_route_reflector_grows_linearly():
     mesh = limits.estimate(plan("calico", nodes=50))
     rr = limits.estimate(plan("calico-rr", nodes=50))
     assert rr.sessions == 100  # 50 on the nodes, 50 on the reflector
-    assert rr.neighbours == 100 + 200 + 100 < 1024 < mesh.neighbours
+    assert rr.everyone_talks == 100 + 200 + 100 < 1024 < mesh.neighbours
+    rr200 = limits.estimate(plan("calico-rr", nodes=200))
+    assert rr200.neighbours == 400 + limits.WORKING_SET < 1024  # 200 nodes' sessions fit a default host
 
 
 def test_calico_pod_entries_name_the_proxy_arp_gateway_and_the_node_side():
@@ -97,6 +112,17 @@ def test_refusal_is_one_line_with_the_numbers_and_the_sysctl():
     assert "sysctl -w net.ipv4.neigh.default.gc_thresh3=8192" in msg and "gc_thresh2=4096" in msg
     assert "calico-rr" in msg
     assert e.value.exit_code == 5
+
+
+def test_a_lab_too_large_for_memory_is_refused_before_its_plan_is_built():
+    lab = model.load("vxlan", overrides={"nodes": 5000, "pod_cidr": "10.0.0.0/8", "cidr": "172.16.0.0/16"})
+    with pytest.raises(HostLimitError) as e:
+        limits.check_size(lab, 3, available=24 << 30)
+    msg = str(e.value)
+    assert "74985000 route/neighbour/FDB entries" in msg and "24.0 GiB are available" in msg
+    assert "fewer nodes (about" in msg and len(msg.splitlines()) == 1
+    small = model.load("vxlan", overrides={"nodes": 1000, "pod_cidr": "10.0.0.0/12", "cidr": "172.16.0.0/20"})
+    limits.check_size(small, 3, available=24 << 30)  # 3 million entries and 3002 namespaces fit
 
 
 def test_exact_usage_is_computed_only_when_the_upper_bound_does_not_fit():
