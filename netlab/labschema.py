@@ -45,7 +45,7 @@ def lab_fields(dp: datapaths.Datapath | None = None) -> list[FieldDoc]:
                  hi=model.MAX_DESCRIPTION),
         FieldDoc("datapath", "string", None, "the datapath module (netlab/datapaths/)", choices=tuple(datapaths.names())),
         FieldDoc("nodes", "integer", 2, "number of nodes", dp.min_nodes if dp else 1, dp.max_nodes if dp else model.MAX_NODES),
-        FieldDoc("pods", "integer", 2, "pods (containers) per node", 0, model.MAX_PODS),
+        FieldDoc("pods", "integer", 2, "pods (containers) per node", 0, dp.max_pods if dp else model.MAX_PODS),
         FieldDoc("underlay.cidr", "string", "192.168.100.0/24", "the nodes' network (one per rack, consecutive)"),
         FieldDoc("underlay.mtu", "integer", 1500, "the underlay MTU", 1280, UNDERLAY_MTU_MAX),
         FieldDoc("underlay.racks", "integer", 1, "racks: switches behind one router", 1, model.MAX_RACKS),

@@ -39,7 +39,7 @@ from .errors import LabFileError, NetlabError
 LAB_FIELDS = ("description", "datapath", "nodes", "pods", "underlay", "pod_cidr", "options")
 UNDERLAY_FIELDS = ("cidr", "mtu", "racks")
 MAX_NODES = 65_536  # a sanity bound; the real limits are the CIDRs, the neighbour table and memory
-MAX_PODS = 50
+MAX_PODS = 1000  # the largest any datapath takes (docker-bridge); each datapath has its own max_pods
 MAX_RACKS = 4
 
 # Bounds on what a lab file may be, so that a hostile or broken one is refused in bounded time and
@@ -554,7 +554,7 @@ def load(lab: str, name: str | None = None, overrides: dict | None = None, text:
         datapath=dp.name,
         description=_description(src, doc.get("description"), dp.summary),
         nodes=_int(src, "nodes", doc.get("nodes", 2), dp.min_nodes, dp.max_nodes),
-        pods=_int(src, "pods", doc.get("pods", 2), 0, MAX_PODS),
+        pods=_int(src, "pods", doc.get("pods", 2), 0, dp.max_pods),
         underlay=underlay,
         pod_cidr=pod_cidr,
         options=parse_options(src, dp.Options, options),

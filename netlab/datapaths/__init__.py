@@ -32,6 +32,7 @@ class Datapath:
     default_pod_cidr: str = "10.244.0.0/16"
     min_nodes: int = 1
     max_nodes: int = 65_536  # the real limits: addresses, the host's shared tables, memory (kernel.limits)
+    max_pods: int = 50  # per node: what the datapath's per-node pod network holds, or a sane bound
     requires: tuple[str, ...] = ()  # kernel link kinds, probed before anything is created
     # kernel entries (routes, neighbours, FDB entries) every node holds for every other node:
     # what makes a lab grow as n(n-1), and what netlab.kernel.limits.check_size counts

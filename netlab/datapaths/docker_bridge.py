@@ -94,6 +94,14 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
 
 
 
+def validate(lab) -> None:
+    if lab.pods > lab.pod_cidr.num_addresses - 3:  # network, docker0 (.1), broadcast
+        from ..errors import LabFileError
+
+        raise LabFileError(f"{lab.src}: pods: {lab.pod_cidr} holds {lab.pod_cidr.num_addresses - 3} containers, "
+                           f"not {lab.pods}", "use a larger pod_cidr or fewer pods")
+
+
 DATAPATH = Datapath(
     name="docker-bridge",
     summary="Docker's default bridge: docker0 172.17.0.1/16, veth per container, MASQUERADE, FORWARD DROP",
@@ -102,4 +110,6 @@ DATAPATH = Datapath(
     default_pod_cidr=docker.DEFAULT_POOL,
     requires=("bridge", "veth"),
     next_steps=next_steps,
+    max_pods=1000,  # docker0's /16 holds 65,533 containers; 1000 is one switch with mininet's N hosts and more
+    validate=validate,
 )
