@@ -516,7 +516,10 @@ def _validate_seed(ex: Exercise, ref: str, seed: int, log) -> list[str]:
             failures.append(f"[{v.name}] the check passes right after the fault")
         if ex.workaround_of(v):
             failures += _wrong_fix_workaround(h, rec, ex, v)
-            h, rec, _ = reset(name)
+            try:
+                h, rec, _ = reset(name)
+            except NetlabError as e:  # say why the fresh start failed; stop has nothing left to stop
+                return failures + [f"[{v.name}] the fresh start after the workaround failed: {e}"]
         for cmd in rec.solution:
             _sh(cmd)
         after = _settled(h, rec, ex)
@@ -527,7 +530,8 @@ def _validate_seed(ex: Exercise, ref: str, seed: int, log) -> list[str]:
             failures += _wrong_fix_rebuild(h, ex)
         log(f"{ex.id} seed {seed} [{v.name}]: fault seen ({first.lines[0]}); solution passes in {after.seconds:.2f}s")
     finally:
-        stop(name)
+        if name in running():
+            stop(name)
     if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
         failures.append(f"[{v.name}] namespaces left behind")
     return failures
