@@ -55,7 +55,7 @@ def timed(argv: list[str], env: dict | None = None) -> float:
 def netlab_once(n: int, env: dict) -> float:
     name = f"mn{secrets.token_hex(3)}"
     return timed(NETLAB + ["up", "bridge", "--pods", str(n), "--name", name, "-q"], env) + \
-        timed(NETLAB + ["down", name, "-q"], env)
+        timed(NETLAB + ["down", name], env)
 
 
 def mininet_once(n: int) -> float:
