@@ -210,6 +210,9 @@ class Record:
     ended_at: float | None = None
     course: str | None = None
     student: str | None = None
+    # the ownership marker of the lab start built (its token is random per up): a namespace file's
+    # inode number is not enough, the kernel hands a freed namespace's number to the next one
+    marker: str | None = None
 
     def save(self, st: statemod.State) -> None:
         (st.dir / RECORD).write_text(json.dumps(self.__dict__, indent=1))
@@ -279,7 +282,7 @@ def start(ref: str, seed: int | None = None, name: str | None = None, mode: str 
         recreate = inject(h, v, ctx, random.Random(seed + 1))
         solution = [fill(s, ctx) for s in v.solution] or recreate
         rec = Record(ex.id, ex.src, seed, v.name, mode, values, ctx, solution, _inodes(h), course=course,
-                     student=student)
+                     student=student, marker=h.state.marker)
         rec.save(h.state)
     except BaseException:
         h.down()
@@ -301,7 +304,7 @@ def _integrity(h: api.LabHandle, rec: Record) -> list[str]:
     out = []
     for ns, inode in rec.inodes.items():
         try:
-            same = os.stat(netns.path(ns)).st_ino == inode and read_marker(ns) == h.state.marker
+            same = os.stat(netns.path(ns)).st_ino == inode and read_marker(ns) == (rec.marker or h.state.marker)
         except OSError:
             same = False
         if not same:
