@@ -537,7 +537,28 @@ def _validate_seed(ex: Exercise, ref: str, seed: int, log) -> list[str]:
             stop(name)
     if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
         failures.append(f"[{v.name}] namespaces left behind")
+    left = _processes_of(f"{h.state.dir}/")
+    if left:
+        failures.append(f"[{v.name}] processes left behind: {', '.join(map(str, left))}")
     return failures
+
+
+def _processes_of(run_dir: str) -> list[int]:
+    """Processes whose command line names the lab's state directory (its daemons all do: their
+    configs, sockets and ready files live there), after a short grace for their exit."""
+    deadline = time.monotonic() + 3
+    while True:
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                try:
+                    if run_dir.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                        pids.append(int(entry))
+                except OSError:
+                    continue
+        if not pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
 
 
 def _wrong_fix_workaround(h: api.LabHandle, rec: Record, ex: Exercise, v: Variant) -> list[str]:
@@ -561,6 +582,7 @@ def _wrong_fix_workaround(h: api.LabHandle, rec: Record, ex: Exercise, v: Varian
 def _wrong_fix_rebuild(h: api.LabHandle, ex: Exercise) -> list[str]:
     """The other standard wrong fix: ``netlab down`` then ``netlab up`` under the same name (every
     object is back, the exercise's record put back too): it is not the same lab, and must not pass."""
+    h, _ = record_of(h.name)  # the state as it is now: the solution may have restarted a daemon
     record = (h.state.dir / RECORD).read_text()
     h.down()
     h2 = api.up(ex.lab, name=h.name, **ex.overrides)
