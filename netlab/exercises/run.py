@@ -243,7 +243,7 @@ def refuse_if_blind(name: str) -> None:
     """In blind mode the student meets the lab as an SRE meets a real node: no netlab diagnosis."""
     if blind(name):
         raise NetlabError(f"lab '{name}' is an exercise in blind mode",
-                          "blind mode: use ip, bridge, iptables, tcpdump, ping (netlab exec gives a shell)")
+                          "blind mode: use ip, bridge, iptables, tcpdump, ping, and tc, ss, nstat (netlab exec gives a shell)")
 
 
 def _inodes(h: api.LabHandle) -> dict[str, int]:
