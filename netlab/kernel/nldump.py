@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from .nlmsg import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, header, parse_attrs
 
 RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH, RTM_GETRULE, RTM_GETNETCONF = 18, 22, 26, 30, 34, 82
+RTM_GETQDISC = 38
 
 #: Each message family's fixed header after the nlmsghdr: its struct layout and its length.
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
@@ -28,9 +29,10 @@ RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, pro
 NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 FIB_RULE_HDR = RTMSG  # family, dst_len, src_len, tos, table, res1, res2, action, flags
 NETCONFMSG = struct.Struct("=Bxxx")  # family (struct netconfmsg, padded to 4)
+TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
 
 _LAYOUT = {RTM_GETLINK: IFINFOMSG, RTM_GETADDR: IFADDRMSG, RTM_GETROUTE: RTMSG, RTM_GETNEIGH: NDMSG,
-           RTM_GETRULE: FIB_RULE_HDR, RTM_GETNETCONF: NETCONFMSG}
+           RTM_GETRULE: FIB_RULE_HDR, RTM_GETNETCONF: NETCONFMSG, RTM_GETQDISC: TCMSG}
 
 
 def dump(sock: socket.socket, mtype: int, family: int = socket.AF_UNSPEC) -> Iterator[tuple[tuple, dict[int, bytes]]]:

@@ -51,6 +51,7 @@ class Snapshot:
     rules: list[dict] = field(default_factory=list)
     netconf: dict[str, dict[str, str]] = field(default_factory=dict)  # "all", "default", ifname -> sysctls
     static_fdb: list[dict] = field(default_factory=list)  # bridge FDB entries added as `static`
+    qdiscs: list[dict] = field(default_factory=list)  # {dev, kind, parent}: what tc qdisc show lists
 
     @property
     def routes(self) -> list[dict]:
@@ -171,7 +172,21 @@ def snapshot(ns: str) -> Snapshot:
         names = _links(link.raw, snap)
         _entries(link.raw, names, snap)
         snap.netconf = _netconf(link.raw, names)
+        snap.qdiscs = _qdiscs(link.raw, names)
     return snap
+
+
+TC_H_ROOT, TC_H_INGRESS, TCA_KIND = 0xFFFFFFFF, 0xFFFFFFF1, 1
+
+
+def _qdiscs(sock, names: dict[int, str]) -> list[dict]:
+    """Every qdisc of the namespace: its device, kind (``netem``, ``tbf``, ``noqueue`` …) and
+    whether it is the root, the ingress or a child qdisc (``parent`` as tc prints it)."""
+    out = []
+    for (_f, index, _handle, parent, _info), attrs in nldump.dump(sock, nldump.RTM_GETQDISC):
+        where = {TC_H_ROOT: "root", TC_H_INGRESS: "ingress"}.get(parent, f"parent {parent >> 16:x}:{parent & 0xFFFF:x}")
+        out.append({"dev": names.get(index, str(index)), "kind": text(attrs.get(TCA_KIND)), "parent": where})
+    return out
 
 
 def sysctl_from_netconf(snap: Snapshot, key: str) -> str | None:

@@ -54,7 +54,7 @@ def findings(plan: Plan, snaps: dict[str, Snapshot], saves: Any, state: State | 
         mine = planned[ns]
         for what, detail in (_links(snap, mine) + _addresses(snap, mine) + _routes(ns, snap, mine)
                              + _rules(ns, snap) + _neighbours(ns, snap, mine) + _fdb(ns, snap, mine)
-                             + _iptables(ns, saves[ns], mine)):
+                             + _iptables(ns, saves[ns], mine) + _qdiscs(snap)):
             out.append(Finding(ns, what.replace("{ns}", ns), False, detail, "unplanned"))
         for what, detail in _sysctls(ns, snap, mine):
             out.append(Finding(ns, what, False, detail, "different"))
@@ -170,6 +170,25 @@ def _fdb(ns: str, snap: Snapshot, mine: _Planned) -> list[tuple[str, str]]:
            if (r["dev"], r["lladdr"], r["dst"]) not in mine.fdb]
     return out + [(f"bridge -n {{ns}} fdb del {r['lladdr']} dev {r['dev']} master", "unplanned static FDB entry")
                   for r in snap.static_fdb]
+
+
+#: The qdiscs a device gets by itself: none on virtual devices (noqueue), the host's
+#: net.core.default_qdisc elsewhere (a TUN device gets fq_codel or pfifo_fast). No plan sets a
+#: qdisc, so anything else (netem delaying or dropping, a tbf or htb shaping, an ingress hook
+#: for tc filters) was put there behind netlab's back.
+DEFAULT_QDISCS = {"noqueue", "pfifo_fast", "fq_codel", "fq", "mq", "pfifo"}
+
+
+def _qdiscs(snap: Snapshot) -> list[tuple[str, str]]:
+    out = []
+    for q in snap.qdiscs:
+        if q["parent"] == "root" and q["kind"] in DEFAULT_QDISCS:
+            continue
+        if q["parent"] not in ("root", "ingress"):
+            continue  # a child of an unplanned root: deleting the root removes it too
+        cmd = f"tc -n {{ns}} qdisc del dev {q['dev']} {'ingress' if q['parent'] == 'ingress' else 'root'}"
+        out.append((cmd, f"unplanned {q['kind']} qdisc on {q['dev']} ({q['parent']})"))
+    return out
 
 
 def _iptables(ns: str, tables: dict[str, list[str]], mine: _Planned) -> list[tuple[str, str]]:

@@ -48,6 +48,11 @@ def test_faults_outside_the_plan_are_named_with_their_remedy(lab_factory):
         (["ip", "-n", n2, "link", "add", "br-extra", "type", "bridge"], f"ip -n {n2} link del br-extra", "unplanned"),
         (["bridge", "-n", n1, "fdb", "add", "02:00:00:00:00:77", "dev", port, "master", "static"],
          f"bridge -n {n1} fdb del 02:00:00:00:00:77 dev {port} master", "unplanned"),
+        # qdiscs: no plan sets one, so a shaper or an ingress hook for tc filters was put there by hand
+        (["ip", "netns", "exec", n2, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst",
+          "32kbit", "latency", "400ms"], f"tc -n {n2} qdisc del dev eth0 root", "unplanned"),
+        (["ip", "netns", "exec", n1, "tc", "qdisc", "add", "dev", "eth0", "ingress"],
+         f"tc -n {n1} qdisc del dev eth0 ingress", "unplanned"),
         (["ip", "netns", "exec", n1, "sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=1"], None, "different"),
     ]
     assert lab.verify().ok
@@ -59,6 +64,9 @@ def test_faults_outside_the_plan_are_named_with_their_remedy(lab_factory):
     rp = [w for (w, k) in got if k == "different" and "net/ipv4/conf/eth0/rp_filter" in w and n1 in w]
     assert rp == [f"ip netns exec {n1} sysctl -qw net/ipv4/conf/eth0/rp_filter=0"], sorted(got)
     assert len(got) == len(faults), sorted(got)
+    for remedy in (f"tc -n {n2} qdisc del dev eth0 root", f"tc -n {n1} qdisc del dev eth0 ingress"):
+        sh(*remedy.split())  # the remedies status prints work as printed
+    assert not [p for p in lab.verify().problems if "qdisc" in p.what]
 
 
 def test_status_lists_problems_first_and_json_carries_the_topology(lab_factory):
