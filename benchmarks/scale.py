@@ -161,9 +161,13 @@ def plot(rows: list[Row], path: str) -> None:
         ax.legend(fontsize=8)
     a.set_title("kernel entries on one node (routes + neighbours + FDB)")
     b.set_title("BGP sessions in the lab")
-    refused = sorted({f"{r.lab} n={r.n}" for r in rows if r.refused})
-    fig.text(0.01, 0.01, f"{os.uname().nodename}, kernel {os.uname().release}, {time.strftime('%Y-%m-%d')}; "
-             f"refused by this host's limits: {', '.join(refused) or 'none'}", fontsize=7)
+    refused: dict[str, list[str]] = {}
+    for r in rows:
+        if r.refused:
+            refused.setdefault(r.lab, []).append(str(r.n))
+    said = "; ".join(f"{lab} n={','.join(v)}" for lab, v in refused.items()) or "none"
+    fig.text(0.01, 0.01, f"{os.uname().nodename}, kernel {os.uname().release}, {time.strftime('%Y-%m-%d')}, one pod "
+             f"per node, one run each. Refused by this host's limits (neighbour table): {said}", fontsize=7, wrap=True)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
 
