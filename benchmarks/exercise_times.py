@@ -12,8 +12,10 @@ check (goal < 2 s on a 2-node lab). Run as root; private state directory, random
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +32,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
     os.environ["NETLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="netlab-ex-")
+    atexit.register(shutil.rmtree, os.environ["NETLAB_STATE_DIR"], True)  # its own scratch state root only
     from netlab import api
     from netlab.exercises import run
     from netlab.exercises.spec import load

@@ -20,6 +20,7 @@ of its own (``unshare --net --mount``), which disappears with it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import secrets
 import shutil
@@ -73,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ensure_mininet()
     env = dict(os.environ, NETLAB_STATE_DIR=tempfile.mkdtemp(prefix="netlab-mn-"))
+    atexit.register(shutil.rmtree, env["NETLAB_STATE_DIR"], True)  # its own scratch state root only
     print(f"{'N':>4} {'netlab s':>9} {'mininet s':>10} {'mininet/netlab':>15}")
     for n in [int(x) for x in args.sizes.split(",")]:
         ours, theirs = [], []
         for i in range(args.repeat):
-            pair = [(ours, lambda: netlab_once(n, env)), (theirs, lambda: mininet_once(n))]
+            pair = [(ours, lambda n=n: netlab_once(n, env)), (theirs, lambda n=n: mininet_once(n))]
             for bucket, run in pair if i % 2 == 0 else pair[::-1]:
                 bucket.append(run())
         a, b = statistics.median(ours), statistics.median(theirs)

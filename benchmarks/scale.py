@@ -27,9 +27,11 @@ Timings are single runs on a shared machine: the counts are exact, the seconds a
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -182,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("scale.py: needs root (it builds labs): sudo .venv/bin/python benchmarks/scale.py", file=sys.stderr)
         return 2
-    os.environ.setdefault("NETLAB_STATE_DIR", tempfile.mkdtemp(prefix="netlab-scale-"))
+    if "NETLAB_STATE_DIR" not in os.environ:
+        os.environ["NETLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="netlab-scale-")
+        atexit.register(shutil.rmtree, os.environ["NETLAB_STATE_DIR"], True)  # its own scratch state root only
     rows = []
     for lab in args.labs.split(","):
         for n in [int(x) for x in args.nodes.split(",")]:
