@@ -143,3 +143,8 @@ def python() -> str:
 
     candidate = os.path.join(sys.prefix, "bin", "python3")
     return candidate if os.path.exists(candidate) else sys.executable
+
+
+def daemon_argv(module: str, *args: str) -> tuple[str, ...]:
+    """A netlab daemon module (``netlab/daemons/<module>.py``) run by :func:`python`."""
+    return (python(), "-m", f"netlab.daemons.{module}", *args)

@@ -334,24 +334,23 @@ class Plan:
     encap: Encap | None = None  # how pod packets cross the underlay (None: routed or bridged bare)
 
     def add_ns(self, ns: Netns) -> Netns:
-        self._names()
-        if ns.name in self.__dict__["_full"]:
+        if ns.name in self._index()[1]:
             raise ValueError(f"namespace {ns.name} planned twice")
         self.namespaces.append(ns)
         return ns
 
-    def _names(self) -> dict[str, Netns]:
+    def _index(self) -> tuple[dict[str, Netns], set[str]]:
         """Namespaces by host name (what a user types) and by full name, the first one planned
-        winning, as a scan in order would: a 3000-namespace plan is asked tens of thousands of
-        times. Brought up to date with the namespace list on every call (it only grows)."""
+        winning, as a scan in order would, and the set of full names: a 3000-namespace plan is
+        asked tens of thousands of times. Brought up to date with the namespace list on every
+        call (it only grows)."""
         index, full, seen = self.__dict__.get("_by_name", ({}, set(), 0))
         for n in self.namespaces[seen:]:
             index.setdefault(n.host, n)
             index.setdefault(n.name, n)
             full.add(n.name)
         self.__dict__["_by_name"] = (index, full, len(self.namespaces))
-        self.__dict__["_full"] = full
-        return index
+        return index, full
 
     def add(self, *objs: KernelObject) -> None:
         self.objects.extend(objs)
@@ -384,7 +383,7 @@ class Plan:
 
     def host(self, name: str) -> Netns:
         """Find a namespace by what a user types: ``node1``, ``node1-pod1``, ``switch`` or the full name."""
-        found = self._names().get(name)
+        found = self._index()[0].get(name)
         if found is None:
             raise KeyError(name)
         return found

@@ -242,9 +242,7 @@ def ruleset(ns: str, network: IPv4Network, ports: list[Publish], userland_proxy:
     )
 
 
-def daemon_argv(module: str, *args: str) -> tuple[str, ...]:
-    """A netlab daemon module run by the same Python that runs netlab (the virtualenv's)."""
-    return (naming.python(), "-m", f"netlab.daemons.{module}", *args)
+daemon_argv = naming.daemon_argv  # the datapaths' daemons are netlab modules, run by the venv's Python
 
 
 def proxy(node: Node, p: Publish, host_ip: str = "0.0.0.0") -> Daemon:

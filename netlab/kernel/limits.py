@@ -575,14 +575,13 @@ def _raise_nofile(need: int, host: Host) -> None:
 CLEANUP_WAIT = 10.0  # seconds to let the kernel finish freeing a torn-down lab's entries
 
 
-def _settled(host: Host, needs: Needs, in_use: Callable[[int], int]) -> tuple[Host, int]:
+def _settled(host: Host, needs: Needs, in_use: Callable[[int], int], used: int) -> tuple[Host, int]:
     """The table's use once the kernel has finished freeing what just went away. A deleted
     namespace is freed asynchronously (cleanup_net), and until then its entries, permanent ones
     included, are in the global count but in no namespace netlab can see, so they count whole: a
     200-node vxlan lab leaves 40,000 such entries for several seconds after its ``down``. When the
     lab alone would fit, wait for them (at most CLEANUP_WAIT) rather than refuse on a figure about
     to vanish; a lab that needs more than the whole table is refused at once."""
-    used = in_use(host.neigh_entries or 0)
     thresh = host.gc_thresh3 or 0
     if needs.neighbours > thresh:
         return host, used
@@ -605,16 +604,16 @@ def check(plan: Plan, host: Host | None = None, in_use: Callable[[int], int] = n
     live = host is None
     host = host or read_host()
     used = host.neigh_entries or 0
-    if host.gc_thresh3 is not None and needs.neighbours + used > host.gc_thresh3:
+    # the upper bound leaves room even for everyone talking (needs.neighbours <= everyone_talks):
+    # no exact count needed, for the refusal nor for the note
+    if host.gc_thresh3 is not None and needs.everyone_talks + used > host.gc_thresh3:
         used = in_use(used)
         if live and needs.neighbours + used > host.gc_thresh3:
-            host, used = _settled(host, needs, in_use)
+            host, used = _settled(host, needs, in_use, used)
     short = compare(needs, host, used)
     if short:
         raise HostLimitError(short[0].what, short[0].fix)
     _raise_nofile(host.fds_open + needs.open_files, host)
-    if host.gc_thresh3 is not None and needs.everyone_talks + used > host.gc_thresh3 and used == host.neigh_entries:
-        used = in_use(used)
     return dataclasses.replace(needs, note=advice(needs, host, used))
 
 
