@@ -40,14 +40,8 @@ def leftovers(name: str, state_root: Path) -> list[str]:
         left += [f"mount {line.split()[4]}" for line in f if f"/run/netns/{name}-" in line]
     if (state_root / name).exists():
         left.append(f"state {state_root / name}")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"{state_root}/{name}/".encode() in cmd:
-            left.append(f"process {pid}")
-    return left
+    from netlab.kernel import procs
+    return left + [f"process {pid}" for pid in procs.naming(f"{state_root}/{name}/")]
 
 
 def fds() -> int:

@@ -4,7 +4,6 @@ iptables command-line tools, never through netlab's own verify code."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import struct
 import subprocess
@@ -170,17 +169,15 @@ def root_snapshot() -> dict:
 
 def residue(lab: str) -> list[str]:
     """Anything of lab ``lab`` still on the machine: namespaces, state, processes."""
+    from netlab import state
+    from netlab.kernel import procs
+
     left = [f"netns {n}" for n in netns_list() if n == lab or n.startswith(lab + "-")]
-    if Path(f"/run/netlab/{lab}").exists():
-        left.append(f"/run/netlab/{lab}")
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if f"/run/netlab/{lab}/" in cmd:
-                left.append(f"process {pid}: {cmd.strip()}")
+    run_dir = state.state_root() / lab
+    if run_dir.exists():
+        left.append(str(run_dir))
+    for pid in procs.naming(f"{run_dir}/"):
+        left.append(f"process {pid}: {' '.join(procs.cmdline(pid) or [])}")
     return left
 
 

@@ -55,6 +55,27 @@ def cmdline(pid: int) -> list[str] | None:
     return [a.decode(errors="surrogateescape") for a in raw.split(b"\0")[:-1]] if raw else []
 
 
+def naming(path: str, grace: float = 3.0) -> list[int]:
+    """The processes (other than this one) whose command line contains ``path``, after up to
+    ``grace`` seconds for them to exit. A lab's daemons all name its state directory (their
+    configs, sockets and ready files live there), so with a lab's state directory this finds what
+    a teardown left running, whichever namespace it runs in."""
+    needle = path.encode()
+    deadline = time.monotonic() + grace
+    while True:
+        pids = []
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if needle in f.read() and int(entry) != os.getpid():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.1)
+
+
 def netns_inode(pid: int) -> int | None:
     """The inode of the network namespace process ``pid`` lives in (``/proc/PID/ns/net``)."""
     try:
