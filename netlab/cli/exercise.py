@@ -210,11 +210,15 @@ def restart(host: str, daemon: str, name: str | None) -> None:
 
 
 @command.command("validate")
-@click.argument("exercise")
-def validate(exercise: str) -> None:
-    """Check an exercise end to end, every variant: fault, check fails, solution, check passes, nothing left."""
+@click.argument("exercises", nargs=-1, required=True, metavar="EXERCISE...")
+@click.option("-j", "--parallel", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="seeds validated at once (each in its own randomly named lab)")
+def validate(exercises: tuple[str, ...], parallel: int) -> None:
+    """Check exercises end to end, 3 seeds or more each (every variant): fault, check fails, solution, check passes,
+    a rebuilt lab and the workaround are refused, nothing left."""
     require_root()
-    failures = run.validate(exercise, log=click.echo)
+    results = run.validate_all(list(exercises), parallel=parallel, log=click.echo)
+    failures = [f"{ref}: {f}" if len(results) > 1 else f for ref, fs in results.items() for f in fs]
     for f in failures:
         click.echo(f"FAILED {f}", err=True)
     if failures:

@@ -69,8 +69,10 @@ def context(h: api.LabHandle, values: dict[str, str]) -> dict[str, str]:
     instance name."""
     ctx = {"lab": h.name, "run": str(h.state.dir), **values}
     hosts = {n.host: n for n in h.plan.namespaces}
-    # a var naming a node also names that node's pods: {other} = node2 gives {other_pod1_ip}
-    pods = [(f"{k}-{n[len(v) + 1:]}", n) for k, v in values.items() for n in hosts if n.startswith(f"{v}-")]
+    # a var naming a node also names that node's pods (the plan's Netns.node): {other} = node2
+    # gives {other_pod1_ip} for the pod node2-pod1
+    pods = [(f"{k}-{n.host.removeprefix(v + '-')}", n.host) for k, v in values.items()
+            for n in h.plan.namespaces if n.role == "pod" and n.node == v]
     for key, host in [(k, v) for k, v in values.items() if v in hosts] + pods + [(n, n) for n in hosts]:
         k = key.replace("-", "_")
         ctx[f"{k}_ns"] = hosts[host].name
@@ -271,23 +273,31 @@ def start(ref: str, seed: int | None = None, name: str | None = None, mode: str 
     ex = load(ref)
     _require(ex)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 10_000)
-    v, values = choose(ex, seed, variant)
     h = api.up(ex.lab, name=name or ex.id[:24].rstrip("-"), **ex.overrides)
     try:
-        ctx = context(h, values)
-        before = probe(h, list(ex.broken + ex.control), ctx)
-        if not all(before.values()):
-            bad = next(f.text for f, ok in before.items() if not ok)
-            raise NetlabError(f"exercise {ex.id}: before the fault, {bad} does not work", "the exercise's flows do not fit its lab")
-        recreate = inject(h, v, ctx, random.Random(seed + 1))
-        solution = [fill(s, ctx) for s in v.solution] or recreate
-        rec = Record(ex.id, ex.src, seed, v.name, mode, values, ctx, solution, _inodes(h), course=course,
-                     student=student, marker=h.state.marker)
-        rec.save(h.state)
+        rec = arm(h, ex, seed, mode, variant, course=course, student=student)
     except BaseException:
         h.down()
         raise
     return h, rec, ex
+
+
+def arm(h: api.LabHandle, ex: Exercise, seed: int, mode: str = "guided", variant: int | None = None,
+        course: str | None = None, student: str | None = None) -> Record:
+    """On a lab just brought up (``up`` of the exercise's lab and overrides): prove the flows work,
+    inject the seed's fault, and record the run, with the marker and namespace inodes of this lab."""
+    v, values = choose(ex, seed, variant)
+    ctx = context(h, values)
+    before = probe(h, list(ex.broken + ex.control), ctx)
+    if not all(before.values()):
+        bad = next(f.text for f, ok in before.items() if not ok)
+        raise NetlabError(f"exercise {ex.id}: before the fault, {bad} does not work", "the exercise's flows do not fit its lab")
+    recreate = inject(h, v, ctx, random.Random(seed + 1))
+    solution = [fill(s, ctx) for s in v.solution] or recreate
+    rec = Record(ex.id, ex.src, seed, v.name, mode, values, ctx, solution, _inodes(h), course=course,
+                 student=student, marker=h.state.marker)
+    rec.save(h.state)
+    return rec
 
 
 @dataclass
@@ -491,14 +501,39 @@ def seeds_of(ex: Exercise, at_least: int = SEEDS) -> list[int]:
 
 def validate(ref: str, log=print, seeds: list[int] | None = None) -> list[str]:
     """An exercise end to end, for every seed of :func:`seeds_of`: start, the check fails; the
-    exercise's workaround restores the traffic but the check still fails; from a fresh start
-    (reset), the solution makes the check pass; a rebuilt lab (down, then up) does not pass;
-    stop leaves nothing. Returns the failures (empty: valid)."""
+    solution makes the check pass; a rebuilt lab (down, then up) does not pass; the fault injected
+    into that rebuilt lab (a fresh start: it is a lab just brought up) breaks the check again, and
+    the exercise's workaround restores the traffic but the check still fails; stop leaves nothing.
+    Two lab builds per seed, not three: the rebuild is also the workaround's fresh start.
+    Returns the failures (empty: valid)."""
     ex = load(ref)
     failures: list[str] = []
     for seed in seeds or seeds_of(ex):
         failures += [f"seed {seed}: {f}" for f in _validate_seed(ex, ref, seed, log)]
     return failures
+
+
+def validate_all(refs: list[str], parallel: int = 1, log=print) -> dict[str, list[str]]:
+    """:func:`validate` for many exercises, their seeds ``parallel`` at a time: each seed's lab has
+    a random name, so seeds of one exercise overlap as safely as different exercises do, and a
+    slow exercise's seeds spread over the workers instead of queueing behind each other. Returns
+    each exercise's failures; an exception in one seed is that seed's failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tasks = [(ref, seed) for ref in refs for seed in seeds_of(load(ref))]
+
+    def one(task: tuple[str, int]) -> list[str]:
+        ref, seed = task
+        try:
+            return validate(ref, log=log, seeds=[seed])
+        except Exception as e:  # netlab's own errors are failures already; anything else is a bug to show
+            return [f"seed {seed}: {type(e).__name__}: {e}"]
+
+    out: dict[str, list[str]] = {ref: [] for ref in refs}
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        for (ref, _), failures in zip(tasks, pool.map(one, tasks), strict=True):
+            out[ref] += failures
+    return out
 
 
 def _validate_seed(ex: Exercise, ref: str, seed: int, log) -> list[str]:
@@ -507,58 +542,46 @@ def _validate_seed(ex: Exercise, ref: str, seed: int, log) -> list[str]:
         h, rec, _ = start(ref, seed=seed, name=name)
     except NetlabError as e:
         return [f"start: {e}"]
-    failures: list[str] = []
     v = next(x for x in ex.variants if x.name == rec.variant)
     try:
-        try:
-            _every_placeholder(ex, rec.ctx)
-        except NetlabError as e:
-            failures.append(str(e))
-        first = evaluate(h, rec, ex)
-        if first.passed:
-            failures.append(f"[{v.name}] the check passes right after the fault")
-        if ex.workaround_of(v):
-            failures += _wrong_fix_workaround(h, rec, ex, v)
-            try:
-                h, rec, _ = reset(name)
-            except NetlabError as e:  # say why the fresh start failed; stop has nothing left to stop
-                return failures + [f"[{v.name}] the fresh start after the workaround failed: {e}"]
-        for cmd in rec.solution:
-            _sh(cmd)
-        after = _settled(h, rec, ex)
-        if not after.passed:
-            failures.append(f"[{v.name}] after the solution the check still fails: {'; '.join(after.lines)}"
-                            f"{_what_differs(h.name)}")
-        else:
-            failures += _wrong_fix_rebuild(h, ex)
-        log(f"{ex.id} seed {seed} [{v.name}]: fault seen ({first.lines[0]}); solution passes in {after.seconds:.2f}s")
+        failures = _prove(h, rec, ex, v, seed, log)
     finally:
         if name in running():
             stop(name)
     if any(Path(netns.path(n.name)).exists() for n in h.plan.namespaces):
         failures.append(f"[{v.name}] namespaces left behind")
-    left = _processes_of(f"{h.state.dir}/")
+    left = procs.naming(f"{h.state.dir}/")
     if left:
         failures.append(f"[{v.name}] processes left behind: {', '.join(map(str, left))}")
     return failures
 
 
-def _processes_of(run_dir: str) -> list[int]:
-    """Processes whose command line names the lab's state directory (its daemons all do: their
-    configs, sockets and ready files live there), after a short grace for their exit."""
-    deadline = time.monotonic() + 3
-    while True:
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid():
-                try:
-                    if run_dir.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                        pids.append(int(entry))
-                except OSError:
-                    continue
-        if not pids or time.monotonic() > deadline:
-            return pids
-        time.sleep(0.1)
+def _prove(h: api.LabHandle, rec: Record, ex: Exercise, v: Variant, seed: int, log) -> list[str]:
+    """The checks of one seed on a started exercise (see :func:`validate`)."""
+    failures: list[str] = []
+    try:
+        _every_placeholder(ex, rec.ctx)
+    except NetlabError as e:
+        failures.append(str(e))
+    first = evaluate(h, rec, ex)
+    if first.passed:
+        failures.append(f"[{v.name}] the check passes right after the fault")
+    for cmd in rec.solution:
+        _sh(cmd)
+    after = _settled(h, rec, ex)
+    if not after.passed:
+        return failures + [f"[{v.name}] after the solution the check still fails: {'; '.join(after.lines)}"
+                           f"{_what_differs(h.name)}"]
+    h2, refused = _wrong_fix_rebuild(h, ex)
+    failures += refused
+    if ex.workaround_of(v):
+        try:
+            rec2 = arm(h2, ex, seed)
+        except NetlabError as e:
+            return failures + [f"[{v.name}] the fault injected again into the rebuilt lab: {e}"]
+        failures += _wrong_fix_workaround(h2, rec2, ex, v)
+    log(f"{ex.id} seed {seed} [{v.name}]: fault seen ({first.lines[0]}); solution passes in {after.seconds:.2f}s")
+    return failures
 
 
 def _wrong_fix_workaround(h: api.LabHandle, rec: Record, ex: Exercise, v: Variant) -> list[str]:
@@ -579,9 +602,10 @@ def _wrong_fix_workaround(h: api.LabHandle, rec: Record, ex: Exercise, v: Varian
     return []
 
 
-def _wrong_fix_rebuild(h: api.LabHandle, ex: Exercise) -> list[str]:
+def _wrong_fix_rebuild(h: api.LabHandle, ex: Exercise) -> tuple[api.LabHandle, list[str]]:
     """The other standard wrong fix: ``netlab down`` then ``netlab up`` under the same name (every
-    object is back, the exercise's record put back too): it is not the same lab, and must not pass."""
+    object is back, the exercise's record put back too): it is not the same lab, and must not pass.
+    Returns the rebuilt lab, and the failure if it was not refused."""
     h, _ = record_of(h.name)  # the state as it is now: the solution may have restarted a daemon
     record = (h.state.dir / RECORD).read_text()
     h.down()
@@ -589,8 +613,8 @@ def _wrong_fix_rebuild(h: api.LabHandle, ex: Exercise) -> list[str]:
     (h2.state.dir / RECORD).write_text(record)
     verdict = check(h.name)
     if verdict.passed or not any("not the same lab" in line for line in verdict.lines):
-        return [f"a rebuilt lab is not refused: {'; '.join(verdict.lines)}"]
-    return []
+        return h2, [f"a rebuilt lab is not refused: {'; '.join(verdict.lines)}"]
+    return h2, []
 
 
 def _what_differs(name: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,6 +17,7 @@ from tests.helpers import ROOT, residue, root_snapshot, sh, unique_name
 from tests.vm import features
 
 pytestmark = pytest.mark.kernel
+PARALLEL = 12  # most of a validation is waiting; the labs are independent
 
 
 def _vm_only(ident: str) -> bool:
@@ -37,22 +37,15 @@ def private_state(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def validations(tmp_path_factory):
-    """Every exercise validated (three seeds or more each), six at a time: most of a validation is waiting (for BGP to
+    """Every exercise validated (three seeds or more each), PARALLEL seeds at a time: most of a validation is waiting (for BGP to
     converge or a hold timer to expire, for a probe that must time out), and the labs are
     independent (random names, a private state directory), so they overlap safely."""
     old = os.environ.get("NETLAB_STATE_DIR")
     os.environ["NETLAB_STATE_DIR"] = str(tmp_path_factory.mktemp("exercises") / "state")
 
-    def one(ident: str) -> list[str]:
-        try:
-            return run.validate(ident, log=lambda line: None)
-        except Exception as e:  # reported by the exercise's own test, not lost in the pool
-            return [f"{type(e).__name__}: {e}"]
-
     before = root_snapshot()
     try:
-        with ThreadPoolExecutor(6) as pool:
-            results = dict(zip(HOST_IDS, pool.map(one, HOST_IDS), strict=True))
+        results = run.validate_all(HOST_IDS, parallel=PARALLEL, log=lambda line: None)
         after = root_snapshot()
         if after != before:  # every exercise's faults, fixes and wrong fixes stay in lab namespaces
             results = {i: r + ["the root network namespace changed"] for i, r in results.items()}
