@@ -24,7 +24,6 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -323,10 +322,19 @@ def tshark_frames(tshark_bin: str, pcap: Path, decode_as: list[str]) -> list[Fra
 
 
 def decode_all(taps: list[Tap], tshark_bin: str, decode_as: list[str]) -> dict[tuple[str, str, str], list[Frame]]:
-    """tshark over each tap's pcap, several at once (one tshark takes half a second to start)."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        frames = pool.map(lambda t: tshark_frames(tshark_bin, t.pcap, decode_as), taps)
-        return {t.key: f for t, f in zip(taps, frames, strict=True)}
+    """tshark over every tap's pcap in one run: ``mergecap -I none`` merges them into one pcapng
+    that keeps each input file's interface block apart, so a frame's ``frame.interface_id`` is
+    the index of the tap it was captured by. One tshark instead of one per tap: each start loads
+    every dissector, seconds under the VM pass's emulator."""
+    if not taps:
+        return {}
+    merged = taps[0].pcap.parent / "merged.pcapng"
+    sh("mergecap", "-I", "none", "-w", str(merged), *[str(t.pcap) for t in taps])
+    out: dict[tuple[str, str, str], list[Frame]] = {t.key: [] for t in taps}
+    for f in tshark_frames(tshark_bin, merged, decode_as):
+        frame = next(ly for ly in f.layers if ly.proto == "frame")
+        out[taps[int(frame.fields["frame.interface_id"])].key].append(f)
+    return out
 
 
 # ---- the comparison ----------------------------------------------------------------------------
