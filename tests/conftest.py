@@ -10,6 +10,9 @@ from tests.vm import features
 
 
 IN_VM = os.environ.get("NETLAB_IN_VM") == "1"  # set by `netlab vm run` inside the stock-kernel VM
+# tests/vm/tier.py, collecting on the host what the VM pass will run: place every test as the
+# stock-kernel VM would (it has every feature, and in_vm tests run there)
+VM_SELECTION = os.environ.get("NETLAB_VM_SELECTION") == "1"
 
 
 def _mark_lab_features(items) -> None:
@@ -31,9 +34,9 @@ def _placement(item, missing: list[str]) -> str | None:
     lacking = [f for f in missing if item.get_closest_marker(features.marker(f))]
     if lacking:
         return f"needs {', '.join(lacking)}"
-    if item.get_closest_marker("in_vm") and not IN_VM:
+    if item.get_closest_marker("in_vm") and not (IN_VM or VM_SELECTION):
         return "runs only inside the stock-kernel VM"
-    if item.get_closest_marker("vm") and IN_VM:
+    if item.get_closest_marker("vm") and (IN_VM or VM_SELECTION):
         return "boots a VM (not nested)"
     return None
 
@@ -41,7 +44,7 @@ def _placement(item, missing: list[str]) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before -m sees the markers added here
 def pytest_collection_modifyitems(config, items):
     _mark_lab_features(items)
-    missing = features.missing()
+    missing = [] if VM_SELECTION else features.missing()
     kept, deselected, why = [], [], {}
     for item in items:
         reason = _placement(item, missing)

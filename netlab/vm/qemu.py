@@ -9,7 +9,7 @@ Choices, and why:
   and scapy users) dies with SIGILL on it.
 - ``-nodefaults`` and no ``-netdev``: the guest has no network of the host's; labs build their
   own inside the guest, exactly as on the host. Only ``net=True`` (``netlab vm run --net``, for
-  pip in the provisioning check) adds QEMU's user-mode network: the guest's packets become the
+  a command that needs to reach the network, such as pip) adds QEMU's user-mode network: the guest's packets become the
   QEMU process's own sockets on the host, so nothing in the host's network configuration changes.
 - 9p (``virtio-9p-pci``) shares the host's ``/`` read-only (``readonly=on``) and each writable
   directory by the same path; ``multidevs=remap`` keeps inode numbers unique across the host's

@@ -300,3 +300,11 @@ def test_every_feature_has_a_registered_marker():
         assert f'"{features.marker(f)}:' in text
     for m in ("fresh", "in_vm", "vm"):
         assert f'"{m}:' in text
+
+
+def test_vm_pass_runs_only_the_files_the_host_collected():
+    out = "tests/kernel/test_a.py::test_x[calico-ipip]\ntests/kernel/test_a.py::test_y\ntests/kernel/test_b.py::t\n\n3 tests collected"
+    assert tier.files_of(out) == ["tests/kernel/test_a.py", "tests/kernel/test_b.py"]
+    a = tier.pytest_argv("/v/python", "fresh", "/o/j.xml", [], ["tests/kernel/test_a.py"])
+    assert a[-1] == "tests/kernel/test_a.py"
+    assert tier.pytest_argv("/v/python", "fresh", "/o/j.xml", ["tests/kernel"], ["tests/kernel/test_a.py"])[-1] == "tests/kernel"

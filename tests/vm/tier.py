@@ -7,16 +7,18 @@ host pass) boots one VM with ``netlab vm run`` and runs pytest in it on this che
   those: what the host has ran on the host;
 - ``fresh``: the VM is a machine that just booted (``/run`` is empty), so these tests cannot pass
   only because this machine had been set up earlier;
-- ``in_vm``: tests that only make sense there (the Vagrant provisioning check).
+- ``in_vm``: tests that only make sense there (none today: the Vagrant provisioning check runs
+  in the host pass, in a private mount namespace made fresh).
 
-The VM gets QEMU's user-mode network (pip in the provisioning check) and a writable share for
-pytest's junit XML, from which the summary below is read. Exit status: pytest's, except that
+The VM gets a writable share for pytest's junit XML, from which the summary below is read (no
+network: nothing in the pass needs one). Exit status: pytest's, except that
 "no tests collected" (5) is success, a test skipped in the VM is a failure (the pass exists to run
 exactly these tests; a skip there would hide what it is for), and a pass longer than TIMEOUT fails.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,10 +39,34 @@ def expression(missing: list[str]) -> str:
     return " or ".join([features.marker(f) for f in missing] + list(ALWAYS))
 
 
-def pytest_argv(python: str, expr: str, junit: str, extra: list[str]) -> list[str]:
+def pytest_argv(python: str, expr: str, junit: str, extra: list[str], files: list[str] | None = None) -> list[str]:
     paths = [a for a in extra if not a.startswith("-")]
     return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-m", expr, "--junitxml", junit,
+            *extra, *([] if paths else files or ["tests"])]
+
+
+def files_of(collected: str) -> list[str]:
+    """The test files of ``pytest --collect-only -q``'s node ids, in order."""
+    out: list[str] = []
+    for line in collected.splitlines():
+        path = line.split("::", 1)[0] if "::" in line else None
+        if path and path not in out:
+            out.append(path)
+    return out
+
+
+def selection(expr: str, extra: list[str]) -> list[str] | None:
+    """The files holding the tests the VM pass runs, collected here on the host as the VM would
+    place them (tests/conftest.py's NETLAB_VM_SELECTION): the VM then imports only those, not the
+    whole suite (under the emulator, collecting every module cost over a minute). None: run the
+    VM's own collection over everything (the host's failed; the VM's will say why)."""
+    paths = [a for a in extra if not a.startswith("-")]
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", "-m", expr,
             *extra, *([] if paths else ["tests"])]
+    r = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, NETLAB_VM_SELECTION="1"), capture_output=True, text=True)
+    if r.returncode == NO_TESTS:
+        return []
+    return files_of(r.stdout) if r.returncode == 0 else None
 
 
 def summary(junit: Path) -> dict[str, int | float | list[str]]:
@@ -67,10 +93,14 @@ def main(extra: list[str]) -> int:
     expr = expression(missing)
     print(f"tests/vm/tier.py: this kernel lacks {', '.join(missing) or 'nothing tests are marked for'}; "
           f"running '{expr}' in the stock-kernel VM", file=sys.stderr, flush=True)
+    files = selection(expr, extra)
+    if files == []:
+        print("tests/vm/tier.py: no test is selected for the VM pass", file=sys.stderr)
+        return 0
     with tempfile.TemporaryDirectory(prefix="netlab-vm-pass-") as out:
         junit = Path(out) / "vm.xml"
-        argv = [sys.executable, "-m", "netlab", "vm", "run", "--net", "--mem", str(MEM_MB), "--timeout", str(TIMEOUT),
-                "--rw", out, "--", *pytest_argv(sys.executable, expr, str(junit), extra)]
+        argv = [sys.executable, "-m", "netlab", "vm", "run", "--mem", str(MEM_MB), "--timeout", str(TIMEOUT),
+                "--rw", out, "--", *pytest_argv(sys.executable, expr, str(junit), extra, files)]
         t0 = time.monotonic()
         rc = subprocess.run(argv, cwd=ROOT).returncode
         wall = time.monotonic() - t0
