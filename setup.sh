@@ -131,7 +131,7 @@ if [ "$TEST" = 1 ]; then
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" tests
   host=$?
   vm=0
-  # The VM pass (tests/vm/tier.py): green on CI's 2-core machine under TCG (10 tests, ~7 min);
+  # The VM pass (tests/vm/tier.py): green on CI's 2-core machine under TCG (15 tests, ~10 min);
   # NETLAB_VM_PASS=0 leaves it out for a quick local run (CI never sets it).
   if [ "${NETLAB_VM_PASS:-1}" = 1 ]; then
     "$VENV/bin/python" -m tests.vm.tier "$@"

@@ -2,7 +2,8 @@
 (ipip, from the lab's datapath) and the netem ones (``requires: [netem]``). Each is validated end
 to end like every other exercise (tests/kernel/test_exercises.py, which leaves these to this
 file): the fault breaks the check, the exercise's workaround restores the traffic but not the
-check, the solution passes, a rebuilt lab does not, nothing is left.
+check, the solution passes, a rebuilt lab does not, nothing is left, and the root network
+namespace is as it was.
 
 Where this kernel lacks the feature, the VM pass (``python -m tests.vm.tier``) runs these tests
 on the distribution's stock kernel, under QEMU's emulator on machines without KVM, where a lab is
@@ -19,6 +20,7 @@ import pytest
 
 from netlab.exercises import run
 from netlab.exercises.spec import Exercise, ids, load
+from tests.helpers import root_snapshot
 from tests.vm import features
 
 pytestmark = pytest.mark.kernel
@@ -42,8 +44,12 @@ def validations(request, tmp_path_factory):
                 if item.module is request.module and hasattr(item, "callspec")]
     old = os.environ.get("NETLAB_STATE_DIR")
     os.environ["NETLAB_STATE_DIR"] = str(tmp_path_factory.mktemp("exercises-vm") / "state")
+    before = root_snapshot()
     try:
-        yield run.validate_all(selected, parallel=PARALLEL, log=lambda line: None)
+        results = run.validate_all(selected, parallel=PARALLEL, log=lambda line: None)
+        if root_snapshot() != before:  # the faults, fixes and wrong fixes stay in lab namespaces
+            results = {i: r + ["the root network namespace changed"] for i, r in results.items()}
+        yield results
     finally:
         if old is None:
             os.environ.pop("NETLAB_STATE_DIR", None)
