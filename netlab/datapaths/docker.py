@@ -242,9 +242,6 @@ def ruleset(ns: str, network: IPv4Network, ports: list[Publish], userland_proxy:
     )
 
 
-daemon_argv = naming.daemon_argv  # the datapaths' daemons are netlab modules, run by the venv's Python
-
-
 def proxy(node: Node, p: Publish, host_ip: str = "0.0.0.0") -> Daemon:
     """The stand-in for ``docker-proxy``, with docker-proxy's own arguments, in the host namespace.
 
@@ -252,7 +249,7 @@ def proxy(node: Node, p: Publish, host_ip: str = "0.0.0.0") -> Daemon:
     ``[::]:port`` only (IPV6_V6ONLY, as docker-proxy's ``tcp6`` listener, so it and the IPv4 one
     can hold the same port) and relays to the container's IPv4 address."""
     name = f"docker-proxy-{p.host_port}" + ("-v6" if ":" in host_ip else "")
-    return Daemon(node.ns, name, daemon_argv(
+    return Daemon(node.ns, name, naming.daemon_argv(
         "docker_proxy", "-proto", p.proto, "-host-ip", host_ip, "-host-port", str(p.host_port),
         "-container-ip", p.container_ip, "-container-port", str(p.container_port),
         "--ready", f"{{run}}/{node.ns}.{name}.ready"), ready=f"{{run}}/{node.ns}.{name}.ready")

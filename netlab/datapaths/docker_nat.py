@@ -55,6 +55,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import naming
 from ..errors import LabFileError
 from ..model import Lab
 from ..plan import Daemon, Plan, cross_node_pair_or_reason
@@ -95,7 +96,7 @@ def app(c: docker.Container) -> Daemon:
     ready = f"{{run}}/{c.ns}.{c.name}.ready"
     pub = published(c)
     proto = ("--proto", pub.proto) if pub.proto != "tcp" else ()
-    return Daemon(c.ns, c.name, docker.daemon_argv("whoami", "--name", c.name, "--port", str(pub.container_port),
+    return Daemon(c.ns, c.name, naming.daemon_argv("whoami", "--name", c.name, "--port", str(pub.container_port),
                                                     *proto, "--ready", ready), ready=ready)
 
 

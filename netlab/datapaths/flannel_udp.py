@@ -101,7 +101,7 @@ def daemon_argv(lab: Lab, ns: str, tun_addr: str, listen: str, mtu: int,
     flanneld fills the same table from lease events; a lab's leases never change while it is up,
     so the plan can hand the table over once, where ``explain`` and ``ps`` show it.
     """
-    argv = [naming.python(), "-m", "netlab.daemons.flannel_udp",
+    argv = [*naming.daemon_argv("flannel_udp"),
             "--tun", DEVICE, "--tun-addr", tun_addr, "--listen", listen, "--port", str(lab.options.port),
             "--mtu", str(mtu), "--mode", lab.options.mode, "--batch", str(lab.options.batch),
             "--ready", ready_path(ns), "--stats", stats_path(ns)]
