@@ -22,6 +22,7 @@ import functools
 import subprocess
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
+from pathlib import Path
 from typing import Any
 
 from ..plan import Addr, Daemon, Fdb, File, Neigh, Plan, Route, Ruleset, Sysctl
@@ -50,11 +51,12 @@ def findings(plan: Plan, snaps: dict[str, Snapshot], saves: Any, state: State | 
 
     out: list[Finding] = []
     planned = _by_namespace(plan)
+    defaults = default_qdiscs()
     for ns, snap in snaps.items():
         mine = planned[ns]
         for what, detail in (_links(snap, mine) + _addresses(snap, mine) + _routes(ns, snap, mine)
                              + _rules(ns, snap) + _neighbours(ns, snap, mine) + _fdb(ns, snap, mine)
-                             + _iptables(ns, saves[ns], mine) + _qdiscs(snap)):
+                             + _iptables(ns, saves[ns], mine) + _qdiscs(snap, defaults)):
             out.append(Finding(ns, what.replace("{ns}", ns), False, detail, "unplanned"))
         for what, detail in _sysctls(ns, snap, mine):
             out.append(Finding(ns, what, False, detail, "different"))
@@ -172,20 +174,27 @@ def _fdb(ns: str, snap: Snapshot, mine: _Planned) -> list[tuple[str, str]]:
                   for r in snap.static_fdb]
 
 
-#: The qdiscs a device gets by itself: none on virtual devices (noqueue), the host's
-#: net.core.default_qdisc elsewhere (a TUN device gets fq_codel or pfifo_fast). No plan sets a
-#: qdisc, so anything else (netem delaying or dropping, a tbf or htb shaping, an ingress hook
-#: for tc filters) was put there behind netlab's back.
-DEFAULT_QDISCS = {"noqueue", "pfifo_fast", "fq_codel", "fq", "mq", "pfifo"}
+def default_qdiscs() -> set[str]:
+    """The root qdiscs a device gets by itself, as the kernel picks them: ``noqueue`` on a device
+    without a transmit queue (veth, bridge, vxlan), ``mq`` on a multiqueue one, and otherwise
+    net.core.default_qdisc (a TUN device: pfifo_fast unless the host set fq_codel, say), a
+    sysctl of the root namespace only, read, never written. No plan sets a qdisc, so any other
+    root (netem delaying or dropping, tbf or htb shaping, even a pfifo put in netem's place) or
+    an ingress hook for tc filters was put there behind netlab's back."""
+    try:
+        default = Path("/proc/sys/net/core/default_qdisc").read_text().strip()
+    except OSError:
+        default = "pfifo_fast"  # the kernel's own default
+    return {"noqueue", "mq", default}
 
 
-def _qdiscs(snap: Snapshot) -> list[tuple[str, str]]:
+def _qdiscs(snap: Snapshot, defaults: set[str]) -> list[tuple[str, str]]:
     out = []
     for q in snap.qdiscs:
-        if q["parent"] == "root" and q["kind"] in DEFAULT_QDISCS:
+        if q["parent"] == "root" and q["kind"] in defaults:
             continue
         if q["parent"] not in ("root", "ingress"):
-            continue  # a child of an unplanned root: deleting the root removes it too
+            continue  # a child of an unplanned root (or of mq): deleting the root removes it too
         cmd = f"tc -n {{ns}} qdisc del dev {q['dev']} {'ingress' if q['parent'] == 'ingress' else 'root'}"
         out.append((cmd, f"unplanned {q['kind']} qdisc on {q['dev']} ({q['parent']})"))
     return out
