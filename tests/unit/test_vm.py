@@ -308,3 +308,5 @@ def test_vm_pass_runs_only_the_files_the_host_collected():
     a = tier.pytest_argv("/v/python", "fresh", "/o/j.xml", [], ["tests/kernel/test_a.py"])
     assert a[-1] == "tests/kernel/test_a.py"
     assert tier.pytest_argv("/v/python", "fresh", "/o/j.xml", ["tests/kernel"], ["tests/kernel/test_a.py"])[-1] == "tests/kernel"
+    collect = tier.pytest_argv("/v/python", "fresh", None, ["-x"])  # the host's collection: the same selection
+    assert "--collect-only" in collect and "--junitxml" not in collect and collect[-2:] == ["-x", "tests"]

@@ -39,9 +39,11 @@ def expression(missing: list[str]) -> str:
     return " or ".join([features.marker(f) for f in missing] + list(ALWAYS))
 
 
-def pytest_argv(python: str, expr: str, junit: str, extra: list[str], files: list[str] | None = None) -> list[str]:
+def pytest_argv(python: str, expr: str, junit: str | None, extra: list[str], files: list[str] | None = None) -> list[str]:
+    """pytest over ``expr``: with a junit path, the run; with None, only the collection."""
     paths = [a for a in extra if not a.startswith("-")]
-    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-m", expr, "--junitxml", junit,
+    report = ["--junitxml", junit] if junit is not None else ["--collect-only"]
+    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-m", expr, *report,
             *extra, *([] if paths else files or ["tests"])]
 
 
@@ -60,10 +62,7 @@ def selection(expr: str, extra: list[str]) -> list[str] | None:
     place them (tests/conftest.py's NETLAB_VM_SELECTION): the VM then imports only those, not the
     whole suite (under the emulator, collecting every module cost over a minute). None: run the
     VM's own collection over everything (the host's failed; the VM's will say why)."""
-    paths = [a for a in extra if not a.startswith("-")]
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", "-m", expr,
-            *extra, *([] if paths else ["tests"])]
-    r = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, NETLAB_VM_SELECTION="1"), capture_output=True, text=True)
+    r = subprocess.run(pytest_argv(sys.executable, expr, None, extra), cwd=ROOT, env=dict(os.environ, NETLAB_VM_SELECTION="1"), capture_output=True, text=True)
     if r.returncode == NO_TESTS:
         return []
     return files_of(r.stdout) if r.returncode == 0 else None
