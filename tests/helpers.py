@@ -4,6 +4,7 @@ iptables command-line tools, never through netlab's own verify code."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import struct
 import subprocess
@@ -165,6 +166,35 @@ def root_snapshot() -> dict:
         "iptables": rules,
         "sysctl": sysctls,
     }
+
+
+def validate_exercises(idents: list[str], parallel: int, state_dir: Path) -> dict[str, list[str]]:
+    """Each exercise validated end to end (netlab.exercises.run.validate_all: every seed,
+    ``parallel`` at once) under the private state root ``state_dir``, and the root network
+    namespace compared before and after: every fault, fix and wrong fix stays in lab namespaces.
+    Returns each exercise's failures."""
+    from netlab.exercises import run
+
+    old = os.environ.get("NETLAB_STATE_DIR")
+    os.environ["NETLAB_STATE_DIR"] = str(state_dir)
+    before = root_snapshot()
+    try:
+        results = run.validate_all(idents, parallel=parallel, log=lambda line: None)
+    finally:
+        if old is None:
+            os.environ.pop("NETLAB_STATE_DIR", None)
+        else:
+            os.environ["NETLAB_STATE_DIR"] = old
+    if root_snapshot() != before:
+        results = {i: r + ["the root network namespace changed"] for i, r in results.items()}
+    return results
+
+
+def selected_params(request, name: str) -> list:
+    """The values of parameter ``name`` of this module's tests that the session will run (after
+    -k, -m and the VM placement): a module fixture then does only the work they need."""
+    return [item.callspec.params[name] for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec") and name in item.callspec.params]
 
 
 def residue(lab: str) -> list[str]:

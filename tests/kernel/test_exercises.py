@@ -5,7 +5,6 @@ rebuilt lab, and blind mode refuses netlab's diagnosis."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -13,21 +12,15 @@ import pytest
 
 from netlab.exercises import run
 from netlab.exercises.spec import ids, load
-from tests.helpers import ROOT, residue, root_snapshot, sh, unique_name
+from tests.helpers import ROOT, residue, selected_params, sh, unique_name, validate_exercises
 from tests.vm import features
 
 pytestmark = pytest.mark.kernel
 PARALLEL = 12  # most of a validation is waiting; the labs are independent
 
 
-def _vm_only(ident: str) -> bool:
-    """Exercises that need a feature minimal kernels lack (netem, ipip) are validated by
-    tests/kernel/test_exercises_vm.py, in the VM pass where this kernel lacks them."""
-    ex = load(ident)
-    return bool(set(ex.requires + tuple(features.lab_features(ex.lab))) & set(features.FEATURES))
-
-
-HOST_IDS = [i for i in ids() if not _vm_only(i)]
+# those needing a feature minimal kernels lack (netem, ipip) are tests/kernel/test_exercises_vm.py's
+HOST_IDS = [i for i in ids() if not features.exercise_features(i)]
 
 
 @pytest.fixture
@@ -36,25 +29,13 @@ def private_state(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def validations(tmp_path_factory):
-    """Every exercise validated (three seeds or more each), PARALLEL seeds at a time: most of a validation is waiting (for BGP to
-    converge or a hold timer to expire, for a probe that must time out), and the labs are
-    independent (random names, a private state directory), so they overlap safely."""
-    old = os.environ.get("NETLAB_STATE_DIR")
-    os.environ["NETLAB_STATE_DIR"] = str(tmp_path_factory.mktemp("exercises") / "state")
-
-    before = root_snapshot()
-    try:
-        results = run.validate_all(HOST_IDS, parallel=PARALLEL, log=lambda line: None)
-        after = root_snapshot()
-        if after != before:  # every exercise's faults, fixes and wrong fixes stay in lab namespaces
-            results = {i: r + ["the root network namespace changed"] for i, r in results.items()}
-        yield results
-    finally:
-        if old is None:
-            os.environ.pop("NETLAB_STATE_DIR", None)
-        else:
-            os.environ["NETLAB_STATE_DIR"] = old
+def validations(request, tmp_path_factory):
+    """The selected exercises validated (three seeds or more each), PARALLEL seeds at a time: most
+    of a validation is waiting (for BGP to converge or a hold timer to expire, for a probe that
+    must time out), and the labs are independent (random names, a private state directory), so
+    they overlap safely."""
+    return validate_exercises(selected_params(request, "ident"), PARALLEL,
+                              tmp_path_factory.mktemp("exercises") / "state")
 
 
 @pytest.mark.parametrize("ident", HOST_IDS)

@@ -15,12 +15,10 @@ the labs run PARALLEL at a time, since most of a validation is waiting.
 
 from __future__ import annotations
 
-import os
 import pytest
 
-from netlab.exercises import run
-from netlab.exercises.spec import Exercise, ids, load
-from tests.helpers import root_snapshot
+from netlab.exercises.spec import ids
+from tests.helpers import selected_params, validate_exercises
 from tests.vm import features
 
 pytestmark = pytest.mark.kernel
@@ -28,37 +26,19 @@ pytestmark = pytest.mark.kernel
 PARALLEL = 4  # most of a validation is waiting (BGP, probes that must time out); labs are independent
 
 
-def needs(ex: Exercise) -> list[str]:
-    """The features (of those tests are marked with) that an exercise's lab and ``requires`` need."""
-    return sorted(set(ex.requires + tuple(features.lab_features(ex.lab))) & set(features.FEATURES))
-
-
-VM_IDS = [i for i in ids() if needs(load(i))]
+VM_IDS = [i for i in ids() if features.exercise_features(i)]
 
 
 @pytest.fixture(scope="module")
 def validations(request, tmp_path_factory):
-    """The selected exercises of this module validated, PARALLEL seeds at a time, under a private state
-    directory (validate gives every lab a random name)."""
-    selected = [item.callspec.params["ident"] for item in request.session.items
-                if item.module is request.module and hasattr(item, "callspec")]
-    old = os.environ.get("NETLAB_STATE_DIR")
-    os.environ["NETLAB_STATE_DIR"] = str(tmp_path_factory.mktemp("exercises-vm") / "state")
-    before = root_snapshot()
-    try:
-        results = run.validate_all(selected, parallel=PARALLEL, log=lambda line: None)
-        if root_snapshot() != before:  # the faults, fixes and wrong fixes stay in lab namespaces
-            results = {i: r + ["the root network namespace changed"] for i, r in results.items()}
-        yield results
-    finally:
-        if old is None:
-            os.environ.pop("NETLAB_STATE_DIR", None)
-        else:
-            os.environ["NETLAB_STATE_DIR"] = old
+    """The selected exercises of this module validated, PARALLEL seeds at a time, under a private
+    state directory (validate gives every lab a random name), the root namespace unchanged."""
+    return validate_exercises(selected_params(request, "ident"), PARALLEL,
+                              tmp_path_factory.mktemp("exercises-vm") / "state")
 
 
 @pytest.mark.parametrize("ident", [pytest.param(i, marks=[getattr(pytest.mark, features.marker(f))
-                                                          for f in needs(load(i))]) for i in VM_IDS])
+                                                          for f in features.exercise_features(i)]) for i in VM_IDS])
 def test_exercise_validates(ident, validations):
     assert validations[ident] == []
 

@@ -52,6 +52,14 @@ def missing() -> list[str]:
     return [f for f in FEATURES if not present(f)]
 
 
+def exercise_features(ident: str) -> list[str]:
+    """The features (of those tests are marked with) an exercise needs: its lab's datapath's and
+    its own ``requires``."""
+    from netlab.exercises.spec import load
+    ex = load(ident)
+    return sorted(set(ex.requires + tuple(lab_features(ex.lab))) & set(FEATURES))
+
+
 def lab_features(lab: str) -> list[str]:
     """The features a lab file's datapath requires, among those tests are marked with."""
     from netlab import model
