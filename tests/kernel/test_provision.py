@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from netlab.kernel import procs
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.kernel
@@ -97,6 +98,7 @@ def test_provision_installs_a_working_netlab_outside_the_synced_folder(tmp_path)
     assert "sudo rc=0" in out, out  # and through sudo's secure_path
     assert f"imports: {src}/netlab/__init__.py" in out, out  # the copy's netlab, from the new venv
     assert "netns left: 0" in out and "state left: 0" in out, out  # the lab it pinged with is gone
+    assert procs.naming(f"{tmp_path / 'state'}/") == []  # and so are its daemons
     assert "Traceback" not in out + r.stderr
     assert tree(src / ".venv") == before  # the synced .venv was neither used nor repaired
     assert not Path("/opt/netlab").exists()  # and the machine outside the test is as it was
