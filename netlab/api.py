@@ -91,7 +91,8 @@ def preflight(dp: Datapath, lab: model.Lab, progress: Callable[[str], None] | No
     probe.require_tools(dp.tools)
     probe.require_kinds(dp.requires, lab.name)
     plan = build_plan(lab)
-    needs = limits.check(plan)  # the kernel's shared limits (neighbour table, …): refuse before creating
+    with gcpause.paused():  # its walks over the plan allocate millions of tuples in a large lab
+        needs = limits.check(plan)  # the kernel's shared limits (neighbour table, …): refuse before creating
     if needs.note and progress:
         progress(f"note: {needs.note}")
     return plan

@@ -229,13 +229,24 @@ def neighbour_keys(plan: Plan, pairs: list[tuple[str, str]] | None = None) -> se
     creates for the asker (Linux learns the sender of every ARP request addressed to it, proxy ARP
     included). Entries shadowed by a planned permanent neighbour are exempt from the GC count and
     left out."""
+    return neighbour_key_sets(plan, [talks(plan) if pairs is None else pairs])[0]
+
+
+def neighbour_key_sets(plan: Plan, pair_lists: list[list[tuple[str, str]]]) -> list[set[Key]]:
+    """:func:`neighbour_keys` of several pair lists, with the plan's wiring, routes and
+    permanent neighbours gathered once for all of them (a 1,000-node VXLAN plan has a million
+    of each)."""
     w = wiring(plan)
     routes: dict[str, list[Route]] = {}
     for r in plan.of(Route):
         routes.setdefault(r.ns, []).append(r)
     permanent = {(n.ns, n.dev, n.dst) for n in plan.of(Neigh)}
+    return [_keys(w, routes, permanent, pairs) for pairs in pair_lists]
+
+
+def _keys(w: Wiring, routes: dict[str, list[Route]], permanent: set[Key], pairs: list[tuple[str, str]]) -> set[Key]:
     keys: set[Key] = set()
-    for ns, ip in talks(plan) if pairs is None else pairs:
+    for ns, ip in pairs:
         hop = resolve(w, ns, ip, routes)
         if hop is None or (ns, hop[0]) not in w.segment or (ns, *hop) in permanent:
             continue
@@ -284,8 +295,8 @@ def estimate(plan: Plan) -> Needs:
             node_ns = plan.host(n.node).name
             per_ns[node_ns] = per_ns.get(node_ns, 0) + 2  # a flow each way through the node
     daemons = len(plan.of(Daemon))
-    kept = neighbour_keys(plan, held(plan))
-    transient = len(neighbour_keys(plan, first_ping(plan)) - kept)
+    kept, pinged = neighbour_key_sets(plan, [held(plan), first_ping(plan)])
+    transient = len(pinged - kept)
     return Needs(
         lab=plan.lab,
         neighbours=len(kept) + min(transient, WORKING_SET),
