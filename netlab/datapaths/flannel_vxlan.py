@@ -90,6 +90,9 @@ def plan(lab: Lab) -> Plan:
     # every other node's entries are made from it, n-1 times over
     macs = {n.name: vtep_mac(lab, n.name) for n in topo.nodes}
     leases = {n.name: flannel.lease(lab.pod_cidr, n) for n in topo.nodes}
+    # each lease as the route destination and the VTEP gateway address, written once
+    texts = {name: (str(net), str(net.network_address)) for name, net in leases.items()}
+    direct = lab.options.direct_routing
     for node in topo.nodes:
         subnet = leases[node.name]
         cni.attach(p, topo, node, subnet, lab.pod_cidr, mtu)
@@ -101,15 +104,14 @@ def plan(lab: Lab) -> Plan:
             Sysctl(node.ns, f"net/ipv6/conf/{dev}/accept_ra", "0", required=False),
         )
         for other in topo.others(node):
-            remote = leases[other.name]
-            gw = str(remote.network_address)
-            if lab.options.direct_routing and other.rack == node.rack:  # same subnet: no tunnel needed
-                p.add(Route(node.ns, str(remote), via=other.addr, dev="eth0"))
+            remote, gw = texts[other.name]
+            if direct and other.rack == node.rack:  # same subnet: no tunnel needed
+                p.add(Route(node.ns, remote, via=other.addr, dev="eth0"))
                 continue
             p.add(
                 Neigh(node.ns, dev, gw, macs[other.name]),
                 Fdb(node.ns, dev, macs[other.name], other.addr),
-                Route(node.ns, str(remote), via=gw, dev=dev, onlink=True),
+                Route(node.ns, remote, via=gw, dev=dev, onlink=True),
             )
         p.add(flannel.masq_rules(node.ns, lab.pod_cidr, subnet))
     return p
