@@ -15,6 +15,7 @@ by its payload, padded to 4 bytes. Nested attributes are attributes whose payloa
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from typing import Any
@@ -42,6 +43,12 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 AF_BRIDGE = 7
 
 
+#: The pure encoders of the bulk entries are memoized: a 1,000-node VXLAN lab sends three
+#: million neighbours, FDB entries and routes that repeat a few thousand distinct addresses,
+#: MACs and headers, and packing each anew was a third of the entries phase.
+_memo = functools.lru_cache(maxsize=1 << 16)
+
+
 def attr(kind: int, payload: bytes) -> bytes:
     length = 4 + len(payload)
     return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
@@ -55,6 +62,7 @@ def u8(kind: int, v: int) -> bytes:
     return attr(kind, struct.pack("=B", v))
 
 
+@_memo
 def u32(kind: int, v: int) -> bytes:
     return attr(kind, struct.pack("=I", v))
 
@@ -67,10 +75,12 @@ def string(kind: int, s: str) -> bytes:
     return attr(kind, s.encode() + b"\0")
 
 
+@_memo
 def ipv4(kind: int, ip: str) -> bytes:
     return attr(kind, socket.inet_aton(ip))
 
 
+@_memo
 def lladdr(kind: int, mac: str) -> bytes:
     return attr(kind, bytes.fromhex(mac.replace(":", "")))
 
@@ -83,14 +93,17 @@ def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0, family: int = soc
     return struct.pack("=BxHiII", family, 0, index, flags, change)
 
 
+@_memo
 def ifaddrmsg(prefixlen: int, index: int, scope: int = 0) -> bytes:
     return struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, scope, index)
 
 
+@_memo
 def ndmsg(family: int, ifindex: int, state: int, flags: int = 0) -> bytes:
     return struct.pack("=BxxxiHBB", family, ifindex, state, flags, 0)
 
 
+@_memo
 def rtmsg(dst_len: int, table: int, proto: int, scope: int, rtype: int, flags: int) -> bytes:
     return struct.pack("=BBBBBBBBI", socket.AF_INET, dst_len, 0, 0, table, proto, scope, rtype, flags)
 
