@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pyroute2 import IPRoute  # noqa: E402
 
 from netlab import api, model  # noqa: E402
+from netlab.kernel.limits import HostLimitError  # noqa: E402
 from netlab.cli.bgp import collect  # noqa: E402
 from netlab.kernel import netns  # noqa: E402
 from netlab.plan import Addr, Route  # noqa: E402
@@ -50,6 +51,7 @@ class Row:
     bgp_routes_per_node: int  # received over BGP (max over nodes)
     kernel_bird_routes_per_node: int  # proto bird routes in the node's kernel (remote blocks + own blackhole)
     hostgw_routes_per_node: int
+    refused: str = ""  # the host limit that refused this size (netlab's one line), else ""
 
 
 def remote_blocks(pool: IPv4Network, n: int, i: int) -> set[str]:
@@ -77,7 +79,10 @@ def bird_routes(ipr: IPRoute) -> set[str]:
 def measure(kind: str, lab_file: str, n: int, timeout: float = 120.0) -> Row:
     name = f"cab-{kind}{n}"
     t0 = time.monotonic()
-    h = api.up(lab_file, name=name, nodes=n, pods=1, wait=None)  # this benchmark times convergence itself
+    try:
+        h = api.up(lab_file, name=name, nodes=n, pods=1, wait=None)  # this benchmark times convergence itself
+    except HostLimitError as e:  # a size this host cannot hold is a row of the table, with the reason
+        return Row(n, kind, 0, 0, 0, 0, 0, 0, 0, hostgw_routes(n), refused=e.what)
     up_s = time.monotonic() - t0
     try:
         nodes = [(i, h.ns(f"node{i}")) for i in range(1, n + 1)]
@@ -110,6 +115,10 @@ def measure(kind: str, lab_file: str, n: int, timeout: float = 120.0) -> Row:
         h.down()
 
 
+def _cell(r: Row, text) -> str:
+    return "refused" if r.refused else text(r)
+
+
 def table(rows: list[Row]) -> str:
     by = {(r.n, r.kind): r for r in rows}
     head = ("n", "mesh sessions", "per node", "rr sessions", "per node", "BGP routes/node (mesh / rr)",
@@ -117,16 +126,20 @@ def table(rows: list[Row]) -> str:
     lines = [head]
     for n in sorted({r.n for r in rows}):
         m, r = by[(n, "mesh")], by[(n, "rr")]
-        lines.append((str(n), f"{m.sessions_total} (n(n-1)/2={n * (n - 1) // 2})", str(m.sessions_per_node_max),
-                      f"{r.sessions_total} (RR {r.sessions_on_rr})", str(r.sessions_per_node_max),
-                      f"{m.bgp_routes_per_node} / {r.bgp_routes_per_node}",
-                      f"{m.kernel_bird_routes_per_node} / {r.kernel_bird_routes_per_node}",
-                      str(m.hostgw_routes_per_node), f"{m.converged_s:.2f} / {r.converged_s:.2f}",
-                      f"{m.up_s:.2f} / {r.up_s:.2f}"))
+        lines.append((str(n), _cell(m, lambda x: f"{x.sessions_total} (n(n-1)/2={n * (n - 1) // 2})"),
+                      _cell(m, lambda x: str(x.sessions_per_node_max)),
+                      _cell(r, lambda x: f"{x.sessions_total} (RR {x.sessions_on_rr})"),
+                      _cell(r, lambda x: str(x.sessions_per_node_max)),
+                      f"{_cell(m, lambda x: str(x.bgp_routes_per_node))} / {_cell(r, lambda x: str(x.bgp_routes_per_node))}",
+                      f"{_cell(m, lambda x: str(x.kernel_bird_routes_per_node))} / "
+                      f"{_cell(r, lambda x: str(x.kernel_bird_routes_per_node))}",
+                      str(m.hostgw_routes_per_node),
+                      f"{_cell(m, lambda x: f'{x.converged_s:.2f}')} / {_cell(r, lambda x: f'{x.converged_s:.2f}')}",
+                      f"{_cell(m, lambda x: f'{x.up_s:.2f}')} / {_cell(r, lambda x: f'{x.up_s:.2f}')}"))
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     out = []
     for k, row in enumerate(lines):
-        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
         if k == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
@@ -148,6 +161,9 @@ def main() -> None:
           "\nkernel proto-bird routes/node: n-1 remote blocks + the node's own blackhole."
           "\nconverged: from the start of `up` until every node's kernel has every remote block."
           "\nhost-gw routes/node: counted in the host-gw lab's plan (routes via another node), not brought up.")
+    for r in rows:
+        if r.refused:
+            print(f"refused: {r.kind} at n={r.n}: {r.refused}")
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=1))
 
