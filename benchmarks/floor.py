@@ -13,9 +13,9 @@ name-to-index lookup. The messages are joined into datagrams as large as the soc
 buffer allows (the kernel processes a datagram's messages in order and answers only errors and
 the last message's ACK). Only what the kernel must do is timed:
 
-- namespaces: ``unshare(CLONE_NEWNET)``, a netlink socket opened inside, lo up, the bind
-  mount that keeps the namespace, and nothing else (no ownership marker, no stamped mount
-  point);
+- namespaces: :func:`netlab.kernel.netns.create` (``unshare(CLONE_NEWNET)`` and the bind
+  mount that keeps the namespace), a netlink socket opened inside and lo up, and nothing else
+  (no ownership marker);
 - links, in the plan's creation rounds (a veth's peer comes up and joins its bridge in the
   round after its birth, as it must), then addresses, then the sysctls (``/proc/sys`` written
   from inside each namespace: the kernel has no netlink call for most of them), then
@@ -209,22 +209,18 @@ def prepare(plan: Plan) -> Floor:
 
 
 def _create(floor: Floor, name: str) -> None:
-    p = netns.path(name)
-    os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444))
-    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        netns._check(netns._libc.unshare(netns.CLONE_NEWNET), "unshare")
+    """netlab's own namespace creation (unshare, bind mount), with the floor's socket opened and
+    lo brought up inside before the namespace appears; the stamp is empty."""
+
+    def init() -> None:
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         s.setsockopt(socket.SOL_SOCKET, 32, SNDBUF)  # SO_SNDBUFFORCE
         s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE
         s.bind((0, 0))
         floor.socks[name] = s
         _send(floor, {name: floor.lo[name]})
-        netns._check(netns._libc.mount(b"/proc/thread-self/ns/net", p.encode(), b"none", netns.MS_BIND, None),
-                     "bind-mount")
-    finally:
-        netns._check(netns._libc.setns(orig, netns.CLONE_NEWNET), "setns back")
-        os.close(orig)
+
+    netns.create(name, init=init, prepare=False)
 
 
 def _send(floor: Floor, per_ns: dict[str, list[Datagram]]) -> None:
