@@ -73,6 +73,20 @@ def wait_for_counter(read: Callable[[], int], delta: int | Callable[[int], bool]
         raise AssertionError(f"{goal} did not happen within {timeout:g}s (last read: {last[0]})") from None
 
 
+def wait_for_quiet(read: Callable[[], int], seconds: float, timeout: float = 20.0) -> None:
+    """Poll a counter until it has not moved for ``seconds`` (at most ``timeout``): the
+    background a later counter difference must not include has died down."""
+    state = {"value": read(), "since": time.monotonic()}
+
+    def quiet() -> bool:
+        value = read()
+        if value != state["value"]:
+            state.update(value=value, since=time.monotonic())
+        return time.monotonic() - state["since"] >= seconds
+
+    wait_until(quiet, timeout=timeout, interval=0.1, what=f"the counter quiet for {seconds} s")
+
+
 def link_stats(entries: list[dict], direction: str = "rx", key: str = "packets") -> int:
     """One counter from ``ip -j -s link show dev X`` output (``stats64``, or ``stats`` on old iproute2)."""
     stats = entries[0].get("stats64") or entries[0]["stats"]

@@ -14,14 +14,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from netlab import model
 from netlab.trace import engine
-from tests.helpers import ipj, link_counter, nsexec, ping, sh, wait_until
+from tests.helpers import ipj, link_counter, nsexec, ping, sh, wait_for_quiet, wait_until
 
 pytestmark = pytest.mark.kernel
 
@@ -40,19 +39,6 @@ def needs(lab: str) -> None:
 
 
 # ---- reading the kernel independently -----------------------------------------------------------
-
-def quiet_for(read, seconds: float, timeout: float = 20.0) -> None:
-    """Poll a counter until it has not moved for ``seconds`` (at most ``timeout``)."""
-    state = {"value": read(), "since": time.monotonic()}
-
-    def quiet() -> bool:
-        value = read()
-        if value != state["value"]:
-            state.update(value=value, since=time.monotonic())
-        return time.monotonic() - state["since"] >= seconds
-
-    wait_until(quiet, timeout=timeout, interval=0.1, what=f"the counter quiet for {seconds} s")
-
 
 def link(ns: str, name: str) -> dict:
     return ipj(ns, "link", "show", "dev", name)[0]
@@ -244,7 +230,7 @@ def test_vxlan_broken_fdb_names_the_hop_where_the_packet_stops(lab_factory):
     # a VTEP just brought up drops its own IPv6 MLD reports (no FDB entry for them) for a few
     # seconds; trace subtracts an idle window, but a report dropped in that window as well as in
     # the probe's cancels the probe's drop out: wait until flannel.1 has been quiet for a second
-    quiet_for(link_counter(lab.ns("node1"), "flannel.1", "tx", "dropped"), 1.0)
+    wait_for_quiet(link_counter(lab.ns("node1"), "flannel.1", "tx", "dropped"), 1.0)
     r = trace(lab, "node1-pod1", "node2-pod1", timeout=0.5)
     assert not r.complete and r.stop is not None
     # the frame reaches the VTEP and goes no further: flannel.1 has no FDB entry for node2's VTEP MAC
