@@ -46,13 +46,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netlab.kernel import encode, netns  # noqa: E402
-from netlab.kernel.nl import Batch  # noqa: E402
-from netlab.kernel.nlmsg import (IFF_UP, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_NET_NS_FD,  # noqa: E402
-                                 NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_ERROR, RTM_NEWLINK, VETH_INFO_PEER,
-                                 attr, ifinfomsg, nest, string, u32)
+from netlab.kernel import encode, netns, nldump  # noqa: E402
+from netlab.kernel.nl import Batch, acked, chunks, read_acks  # noqa: E402
+from netlab.kernel.nlmsg import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, header  # noqa: E402
 from netlab.plan import Plan, Ruleset, Sysctl  # noqa: E402
-from netlab.spec import ends_of, spec_of  # noqa: E402
+from netlab.spec import spec_of  # noqa: E402
 
 #: The send buffer the floor asks for (SO_SNDBUFFORCE, as root): a datagram can be this large.
 SNDBUF = 32 << 20
@@ -71,24 +69,24 @@ class _Indexes:
 
 
 class _FloorBatch(Batch):
-    """netlab's encoders, with every new link given its ifindex and a veth's peer namespace
-    fd left as a placeholder (the last four bytes of the message) filled in at send time."""
+    """netlab's encoders, with every new link given its ifindex by the floor, and a veth's peer
+    namespace fd left as a placeholder (the message's last four bytes) filled in at send time:
+    the peer's namespace does not exist yet when everything is encoded."""
 
     floor: "_Encoder"
 
-    def link_new(self, obj: Any, kind: str, attrs: bytes, data: bytes = b"", up: bool = True) -> None:
-        info = string(IFLA_INFO_KIND, kind) + (nest(IFLA_INFO_DATA, data) if data else b"")
-        index = self.floor.assign(obj.ns, obj.name)
-        body = ifinfomsg(index=index, flags=IFF_UP if up else 0, change=IFF_UP) + attrs + nest(IFLA_LINKINFO, info)
-        self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+    def new_index(self, ns: str, name: str) -> int:
+        return self.floor.assign(ns, name)
 
-    def veth_new(self, obj: Any, attrs: bytes, peer_attrs: bytes, peer_ns: str) -> None:
-        a, b = ends_of(obj)
-        peer = ifinfomsg(index=self.floor.assign(b.ns, b.name)) + peer_attrs + u32(IFLA_NET_NS_FD, 0)
-        body = ifinfomsg(index=self.floor.assign(a.ns, a.name), flags=IFF_UP, change=IFF_UP) + attrs + nest(
-            IFLA_LINKINFO, string(IFLA_INFO_KIND, "veth"), nest(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer)))
-        self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
-        self.floor.peers[id(self._msgs[-1])] = peer_ns
+    def peer_fd(self, peer_ns: str) -> int:
+        self.floor.pending_peer = peer_ns
+        return 0
+
+    def _push(self, obj: Any, mtype: int, flags: int, body: bytes) -> None:
+        super()._push(obj, mtype, flags, body)
+        if self.floor.pending_peer is not None:
+            self.floor.peers[id(self._msgs[-1])] = self.floor.pending_peer
+            self.floor.pending_peer = None
 
 
 @dataclass
@@ -105,7 +103,8 @@ class _Encoder:
 
     table: dict[tuple[str, str], int] = field(default_factory=dict)
     next_index: dict[str, int] = field(default_factory=dict)
-    peers: dict[int, str] = field(default_factory=dict)
+    peers: dict[int, str] = field(default_factory=dict)  # id of a veth's message -> its peer's namespace
+    pending_peer: str | None = None
     batches: dict[str, _FloorBatch] = field(default_factory=dict)
 
     def assign(self, ns: str, name: str) -> int:
@@ -139,21 +138,14 @@ class _Encoder:
 
     def _datagrams(self, msgs: list[bytes]) -> list[Datagram]:
         out: list[Datagram] = []
-        start = 0
-        while start < len(msgs):
-            end, size = start, 0
-            while end < len(msgs) and (end == start or size + len(msgs[end]) <= CHUNK):
-                size += len(msgs[end])
-                end += 1
+        for start, end in chunks(msgs, CHUNK):
             data, patches = bytearray(), []
-            for m in msgs[start:end]:
-                data += m
+            for k in range(start, end):
+                m = msgs[k]
+                data += acked(m) if k == end - 1 else m
                 if id(m) in self.peers:
                     patches.append((len(data) - 4, self.peers[id(m)]))
-            last = len(data) - len(msgs[end - 1])
-            struct.pack_into("=H", data, last + 6, struct.unpack_from("=H", data, last + 6)[0] | NLM_F_ACK)
-            out.append(Datagram(data, struct.unpack_from("=I", data, last + 8)[0], patches))
-            start = end
+            out.append(Datagram(data, struct.unpack_from("=I", msgs[end - 1], 8)[0], patches))
         return out
 
 
@@ -238,18 +230,8 @@ def _send(floor: Floor, per_ns: dict[str, list[Datagram]]) -> None:
 
 
 def _acks(s: socket.socket, last_seq: int, ns: str) -> None:
-    while True:
-        chunk = s.recv(1 << 20)
-        off = 0
-        while off + 16 <= len(chunk):
-            length, mtype, _f, seq, _p = struct.unpack_from("=IHHII", chunk, off)
-            if mtype == NLMSG_ERROR:
-                err = -struct.unpack_from("=i", chunk, off + 16)[0]
-                if err:
-                    raise RuntimeError(f"floor: the kernel refused message {seq} in {ns}: {os.strerror(err)}")
-                if seq == last_seq:
-                    return
-            off += max((length + 3) & ~3, 16)
+    for seq, err in read_acks(s, last_seq):
+        raise RuntimeError(f"floor: the kernel refused message {seq} in {ns}: {os.strerror(err)}")
 
 
 def _sysctls(floor: Floor) -> None:
@@ -316,6 +298,70 @@ def down(floor: Floor) -> float:
             netns.delete(name)
     return time.perf_counter() - t
 
+
+
+#: The dumps ``netlab status`` cannot do without in any namespace (:func:`netlab.kernel.readback.snapshot`):
+#: links, addresses, routes, neighbours, policy rules and the devconf. It also dumps bridge
+#: ports, FDB entries and qdiscs, which the read floor leaves out, so the floor is a lower bound.
+READS = ((nldump.RTM_GETLINK, socket.AF_UNSPEC, nldump.IFINFOMSG), (nldump.RTM_GETADDR, socket.AF_INET, nldump.IFADDRMSG),
+         (nldump.RTM_GETROUTE, socket.AF_INET, nldump.RTMSG), (nldump.RTM_GETNEIGH, socket.AF_INET, nldump.NDMSG),
+         (nldump.RTM_GETRULE, socket.AF_INET, nldump.FIB_RULE_HDR),
+         (nldump.RTM_GETNETCONF, socket.AF_INET, nldump.NETCONFMSG))
+
+
+def _requests() -> list[bytes]:
+    out = []
+    for seq, (mtype, family, layout) in enumerate(READS, 1):
+        body = bytearray(layout.size)
+        body[0] = family
+        out.append(header(mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, bytes(body)))
+    return out
+
+
+def _drain(sock: socket.socket) -> int:
+    """Receive one dump to its NLMSG_DONE without decoding it; returns the bytes received. The
+    message headers are walked to find NLMSG_DONE (or an NLMSG_ERROR), the payloads are not read."""
+    got = 0
+    while True:
+        data = sock.recv(1 << 20)
+        got += len(data)
+        off = 0
+        while off + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, off)
+            if kind in (NLMSG_DONE, NLMSG_ERROR):
+                return got
+            off += max((length + 3) & ~3, 16)
+
+
+def _read_part(names: list[str]) -> int:
+    requests, got = _requests(), 0
+    for ns in names:
+        with netns.entered(ns):
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        with sock:
+            sock.settimeout(60)
+            for request in requests:
+                sock.send(request)
+                got += _drain(sock)
+    return got
+
+
+def read_floor(names: list[str]) -> tuple[float, int]:
+    """The floor of ``netlab status``'s reading: the :data:`READS` dumps of every namespace,
+    requests encoded beforehand and answers received but not decoded, by two forked processes
+    at once (status reads with two). Returns (seconds, bytes received).
+
+    It is the kernel's share of status, and in a large VXLAN lab it is the neighbour dump: the
+    kernel keeps one ARP table for every namespace, and a dump in one namespace walks all of
+    it, skipping the other namespaces' entries, so reading every namespace costs
+    namespaces × entries, about n³ for n nodes."""
+    import multiprocessing
+
+    half = len(names) // 2
+    t = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = sum(pool.map(_read_part, [names[:half], names[half:]]))
+    return time.perf_counter() - t, got
 
 
 def overrides_for(nodes: int, pods: int) -> dict:

@@ -19,8 +19,9 @@ import socket
 import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
-from typing import Any
+from typing import Any, Iterator
 
+from ..spec import ends_of
 from . import netns
 from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IFLA_IFALIAS,
                     IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_INFO_SLAVE_DATA, IFLA_INFO_SLAVE_KIND, IFLA_LINKINFO,
@@ -134,7 +135,8 @@ class Batch:
         (addr_assign_type NET_ADDR_SET), so a bridge keeps it instead of taking the lowest MAC
         of its ports as they join."""
         info = string(IFLA_INFO_KIND, kind) + (nest(IFLA_INFO_DATA, data) if data else b"")
-        body = ifinfomsg(flags=IFF_UP if up else 0, change=IFF_UP) + attrs + nest(IFLA_LINKINFO, info)
+        body = ifinfomsg(index=self.new_index(obj.ns, obj.name), flags=IFF_UP if up else 0,
+                         change=IFF_UP) + attrs + nest(IFLA_LINKINFO, info)
         self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def veth_new(self, obj: Any, attrs: bytes, peer_attrs: bytes, peer_ns: str) -> None:
@@ -142,12 +144,23 @@ class Batch:
 
         This end comes up at once; the peer cannot (the kernel configures it before the two ends
         know each other, and ``veth_open`` then fails with ENOTCONN), so it is raised afterwards."""
-        fd = os.open(netns.path(peer_ns), os.O_RDONLY | os.O_CLOEXEC)
-        self._fds.append(fd)
-        peer = ifinfomsg() + peer_attrs + u32(IFLA_NET_NS_FD, fd)
-        body = ifinfomsg(flags=IFF_UP, change=IFF_UP) + attrs + nest(
+        a, b = ends_of(obj)
+        # the peer's namespace fd is the message's last four bytes (see peer_fd)
+        peer = ifinfomsg(index=self.new_index(b.ns, b.name)) + peer_attrs + u32(IFLA_NET_NS_FD, self.peer_fd(peer_ns))
+        body = ifinfomsg(index=self.new_index(a.ns, a.name), flags=IFF_UP, change=IFF_UP) + attrs + nest(
             IFLA_LINKINFO, string(IFLA_INFO_KIND, "veth"), nest(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer)))
         self._push(obj, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def new_index(self, ns: str, name: str) -> int:
+        """The ifindex a new link asks for: 0, the kernel's choice. (The bring-up floor of
+        benchmarks/floor.py chooses them itself, so that it never has to look one up.)"""
+        return 0
+
+    def peer_fd(self, peer_ns: str) -> int:
+        """An fd of the namespace a veth's peer is born in, open until the batch is sent."""
+        fd = os.open(netns.path(peer_ns), os.O_RDONLY | os.O_CLOEXEC)
+        self._fds.append(fd)
+        return fd
 
     def link_set(self, obj: Any, index: int, up: bool = True, mtu: int | None = None, master: int | None = None) -> None:
         body = ifinfomsg(index=index, flags=IFF_UP if up else 0, change=IFF_UP) + link_attrs(None, mtu, None, master)
@@ -213,37 +226,53 @@ class Batch:
         """
         failures: list[tuple[Any, int]] = []
         try:
-            i, n = 0, len(self._msgs)
-            while i < n:
-                j, size = i, 0
-                while j < n and (j == i or size + len(self._msgs[j]) <= chunk_bytes):
-                    size += len(self._msgs[j])
-                    j += 1
-                last = bytearray(self._msgs[j - 1])
-                struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | NLM_F_ACK)
-                self.link.raw.send(b"".join(self._msgs[i:j - 1]) + bytes(last))
-                failures += self._read_acks(j)
-                i = j
+            for i, j in chunks(self._msgs, chunk_bytes):
+                self.link.raw.send(b"".join(self._msgs[i:j - 1]) + acked(self._msgs[j - 1]))
+                failures += [(self._objs[seq - 1], err) for seq, err in read_acks(self.link.raw, j)
+                             if 0 < seq <= len(self._objs)]
         finally:
             for fd in self._fds:
                 os.close(fd)
             self._msgs, self._objs, self._fds = [], [], []
         return failures
 
-    def _read_acks(self, last_seq: int) -> list[tuple[Any, int]]:
-        """Collect error reports until the answer to message ``last_seq`` arrives."""
-        failures: list[tuple[Any, int]] = []
-        while True:
-            chunk = self.link.raw.recv(1 << 20)
-            off = 0
-            done = False
-            while off + 16 <= len(chunk):
-                length, mtype, _flags, seq, _pid = struct.unpack_from("=IHHII", chunk, off)
-                if mtype == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", chunk, off + 16)[0]
-                    if err and 0 < seq <= len(self._objs):
-                        failures.append((self._objs[seq - 1], err))
-                    done = done or seq == last_seq
-                off += max((length + 3) & ~3, 16)
-            if done:
-                return failures
+
+def chunks(msgs: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Cut a list of netlink messages into datagrams of at most ``chunk_bytes`` (a message never
+    spans two, and one larger than ``chunk_bytes`` goes alone): (start, end) index pairs."""
+    i, n = 0, len(msgs)
+    while i < n:
+        j, size = i, 0
+        while j < n and (j == i or size + len(msgs[j]) <= chunk_bytes):
+            size += len(msgs[j])
+            j += 1
+        yield i, j
+        i = j
+
+
+def acked(msg: bytes) -> bytes:
+    """The message with NLM_F_ACK set: the last of each datagram asks for the answer that says
+    the kernel is done with the whole datagram (it processes the messages in order)."""
+    last = bytearray(msg)
+    struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | NLM_F_ACK)
+    return bytes(last)
+
+
+def read_acks(sock: socket.socket, last_seq: int) -> list[tuple[int, int]]:
+    """Read answers until the one to message ``last_seq`` arrives; returns (seq, errno) for
+    each message the kernel refused."""
+    failures: list[tuple[int, int]] = []
+    while True:
+        chunk = sock.recv(1 << 20)
+        off = 0
+        done = False
+        while off + 16 <= len(chunk):
+            length, mtype, _flags, seq, _pid = struct.unpack_from("=IHHII", chunk, off)
+            if mtype == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", chunk, off + 16)[0]
+                if err:
+                    failures.append((seq, err))
+                done = done or seq == last_seq
+            off += max((length + 3) & ~3, 16)
+        if done:
+            return failures

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import socket
+import struct
 
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -10,7 +12,8 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netlab.kernel import encode
-from netlab.kernel.nl import Batch
+from netlab.kernel.nl import Batch, acked, chunks, read_acks
+from netlab.kernel.nlmsg import NLM_F_ACK, NLMSG_ERROR
 from netlab.plan import Bridge, Veth, VethEnd, Vxlan
 
 
@@ -151,3 +154,25 @@ def test_stp_and_hairpin_come_from_the_declaration():
     assert up.get_attr("IFLA_MASTER") == 3 and up["flags"] & 1
     slave = port.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_SLAVE_DATA")
     assert slave.get_attr("IFLA_BRPORT_MODE") == 1
+
+
+def test_datagrams_hold_whole_messages_and_only_the_last_asks_for_an_ack():
+    msgs = [bytes(n) for n in (16, 16, 16, 40, 16)]
+    assert list(chunks(msgs, 32)) == [(0, 2), (2, 3), (3, 4), (4, 5)]  # one too large goes alone
+    msg = one(lambda b: b.neigh(None, "flannel.1", "10.244.2.0", "0e:00:00:00:00:02"))
+    flags = int.from_bytes(msg[6:8], "little")
+    assert not flags & NLM_F_ACK and int.from_bytes(acked(msg)[6:8], "little") == flags | NLM_F_ACK
+    assert acked(msg)[8:] == msg[8:]
+
+
+def test_read_acks_reports_the_refused_messages_until_the_last_one_is_answered():
+    def answer(seq: int, err: int) -> bytes:  # an NLMSG_ERROR: the header, errno, the request's header
+        return struct.pack("=IHHIIi", 36, NLMSG_ERROR, 0, seq, 0, -err) + bytes(16)
+
+    here, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with here, kernel:
+        kernel.send(answer(2, errno.EEXIST))
+        kernel.send(answer(3, 0))
+        kernel.send(answer(9, errno.ENOENT))  # 3 is the last: the next datagram is not read
+        assert read_acks(here, 3) == [(2, errno.EEXIST)]
+        assert here.recv(64) == answer(9, errno.ENOENT)
