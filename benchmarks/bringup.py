@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import floor  # noqa: E402
-from netlab import api, model  # noqa: E402
+from netlab import api, model, spec  # noqa: E402
 from netlab.explain import script  # noqa: E402
 from netlab.kernel import limits, netns  # noqa: E402
 from netlab.kernel.verify import verify  # noqa: E402
@@ -46,13 +46,22 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+#: netlab's phases by the title apply's progress messages give them (netlab.spec.PHASES).
+BY_TITLE = {p.title: p for p in spec.PHASES}
+
+
 def _phase_of(message: str) -> str:
-    title = message.split(":")[0]
-    if title in floor.PHASES:
-        return title
-    if any(w in title for w in ("neighbours", "fdb", "routes")):
-        return "entries"
-    return "plan" if title == "note" else title
+    """The phase a progress message of ``api.up`` starts: "namespaces", or the phases of
+    netlab.spec.PHASES it names by title. Neighbour, FDB and route phases go to the kernel as
+    one batch (one message lists their titles), the floor's "entries"; a note is preflight."""
+    head = message.split(":")[0]
+    if head == "note":
+        return "plan"
+    phases = [BY_TITLE[t] for t in head.split(", ") if t in BY_TITLE]
+    if not phases:
+        return head
+    first = phases[0]
+    return first.name if first.name in floor.PHASES or first.check != "entry" else "entries"
 
 
 def netlab_run(lab: str, overrides: dict) -> tuple[dict[str, float], float]:
