@@ -126,7 +126,7 @@ def table(rows: list[Row]) -> str:
     lines = [head]
     for n in sorted({r.n for r in rows}):
         m, r = by[(n, "mesh")], by[(n, "rr")]
-        lines.append((str(n), _cell(m, lambda x: f"{x.sessions_total} (n(n-1)/2={n * (n - 1) // 2})"),
+        lines.append((str(n), _cell(m, lambda x: f"{x.sessions_total} (n(n-1)/2={x.n * (x.n - 1) // 2})"),
                       _cell(m, lambda x: str(x.sessions_per_node_max)),
                       _cell(r, lambda x: f"{x.sessions_total} (RR {x.sessions_on_rr})"),
                       _cell(r, lambda x: str(x.sessions_per_node_max)),
