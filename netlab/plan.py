@@ -23,7 +23,7 @@ from ipaddress import IPv4Interface, IPv4Network, ip_address
 from typing import ClassVar, Iterator, Union
 
 from .encap import Encap
-from .spec import LINK_FIELDS, MASTER, PHASES, Declared, Field, Kind, Phase, ends_of
+from .spec import LINK_FIELDS, MASTER, PHASES, Declared, Field, Kind, Phase, ends_of, spec_of
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class Addr(Declared):
         return IPv4Interface(self.cidr)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route(Declared):
     """An IPv4 route in the main table.
 
@@ -192,7 +192,7 @@ class Route(Declared):
         return IPv4Network("0.0.0.0/0" if self.dst == "default" else self.dst)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Neigh(Declared):
     """A permanent ARP entry (NUD_PERMANENT): the kernel never ages or re-resolves it."""
 
@@ -207,7 +207,7 @@ class Neigh(Declared):
     state: str = "permanent"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fdb(Declared):
     """A VXLAN forwarding entry: inner MAC -> outer (underlay) destination IP, ``self permanent``."""
 
@@ -428,7 +428,7 @@ class Plan:
                 for o in objs:
                     if not o.path.startswith("{run}/") or ".." in o.path.split("/"):
                         raise ValueError(f"file {o.path} is outside the lab's state directory {{run}}/")
-            elif kind.SPEC.link:
+            elif spec_of(objs[0]).link:
                 for o in objs:
                     for end in ends_of(o):
                         _check_ns(o, end.ns, known)
