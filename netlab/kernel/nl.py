@@ -22,8 +22,8 @@ from ipaddress import IPv4Interface
 from typing import Any, Iterator
 
 from ..spec import ends_of
-from . import netns
-from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IFLA_IFALIAS,
+from . import netns, nldump
+from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IFLA_IFALIAS, IFLA_IFNAME,
                     IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_INFO_SLAVE_DATA, IFLA_INFO_SLAVE_KIND, IFLA_LINKINFO,
                     IFLA_NET_NS_FD, NDA_DST, NDA_LLADDR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
                     NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR, RTA_DST, RTA_GATEWAY, RTA_OIF,
@@ -76,12 +76,17 @@ class NsLink:
         return self._ipr
 
     def index(self, ifname: str) -> int:
+        """The ifindex of ``ifname`` in this namespace. A name not seen yet refreshes the cache
+        with one RTM_GETLINK dump on this socket: every link of the namespace in one answer,
+        without entering the namespace (``if_nametoindex`` needs a socket opened inside it, and
+        entering and leaving 3,000 namespaces for a few names each cost 1.6 s at 1,000 nodes)."""
         if ifname not in self._index:
-            with netns.entered(self.ns):
-                try:
-                    self._index[ifname] = socket.if_nametoindex(ifname)
-                except OSError:
-                    raise LookupError(f"no interface {ifname} in namespace {self.ns}") from None
+            for hdr, attrs in nldump.dump(self.raw, nldump.RTM_GETLINK):
+                name = attrs.get(IFLA_IFNAME)
+                if name:
+                    self._index[name.rstrip(b"\0").decode()] = hdr[2]
+            if ifname not in self._index:
+                raise LookupError(f"no interface {ifname} in namespace {self.ns}")
         return self._index[ifname]
 
     def ifalias(self, index: int = 1) -> str | None:
