@@ -113,17 +113,34 @@ def explain_run(lab: str, overrides: dict) -> tuple[dict[str, float], float]:
 
 def settled(baseline: int | None, extra: float, timeout: float = 300.0) -> None:
     """Wait until the kernel has freed the last run's namespaces: it does that after ``down``
-    returns, on a kworker under the rtnl lock, and a 1,000-node lab's million neighbour entries
-    take it tens of seconds, which the next run would otherwise pay for in its own phases. The
-    neighbour table's global count back at its baseline says the cleanup is done; then
-    ``extra`` seconds more."""
+    returns, on kworkers, and a 1,000-node lab's million neighbour entries take it tens of
+    seconds, which the next run would otherwise pay for in its own phases. The neighbour
+    table's global count back at its baseline says the entries are gone, but the namespaces'
+    devices and routes are still being freed after that; the CPUs idle again (:func:`idle`)
+    says that is over too. Then ``extra`` seconds more."""
     deadline = time.monotonic() + timeout
     while baseline is not None and time.monotonic() < deadline:
         arp = limits.arp_cache()
         if arp is None or arp[0] <= baseline + 64:
             break
         time.sleep(0.5)
+    while time.monotonic() < deadline and not idle():
+        pass
     time.sleep(extra)
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]  # all, idle + iowait
+
+
+def idle(window: float = 1.0, at_least: float = 0.9) -> bool:
+    """Whether the machine's CPUs were at least ``at_least`` idle over the next ``window`` seconds."""
+    total0, idle0 = _cpu_times()
+    time.sleep(window)
+    total1, idle1 = _cpu_times()
+    return (idle1 - idle0) >= at_least * max(total1 - total0, 1)
 
 
 def _median(runs: list[tuple[dict[str, float], float]], phase: str) -> float:
