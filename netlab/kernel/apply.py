@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import subprocess
+import sys
+import threading
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .. import gcpause
 from ..errors import ApplyError, NetlabError
@@ -42,6 +45,51 @@ def _fail(obj, err: BaseException | int) -> ApplyError:
     code = err if isinstance(err, int) else getattr(err, "errno", None)
     return ApplyError(f"the kernel refused `{describe(obj)}`: {text}",
                       "the lab was rolled back; check the lab file, or report this as a netlab bug", obj=obj, errno=code)
+
+
+#: Entries from which encoding runs on its own thread beside the sending (:func:`pipelined`).
+PIPELINE_FROM = 20_000
+
+
+def pipelined(make: Callable[[str, list], Batch], work: dict[str, list], ahead: int = 64) -> Iterator[Batch]:
+    """``make(ns, items)`` for each namespace on a producer thread, yielded here in order, at
+    most ``ahead`` batches in advance. An exception in ``make`` is raised here; if the consumer
+    stops early (a refused entry), the producer stops at its next batch.
+
+    The interpreter's switch interval is lowered meanwhile: a thread returning from the kernel
+    waits for the GIL until the encoding thread gives it up, by default up to 5 ms, which
+    thousands of sends would pay each time."""
+    out: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for ns, items in work.items():
+                if stop.is_set():
+                    return
+                out.put(make(ns, items))
+            out.put(done)
+        except BaseException as e:  # handed to the consumer, raised there
+            out.put(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    producer = threading.Thread(target=produce, name="netlab-encode", daemon=True)
+    producer.start()
+    try:
+        while (item := out.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        sys.setswitchinterval(interval)
 
 
 class Applier:
@@ -136,17 +184,30 @@ class Applier:
     # -- addresses, neighbours, fdb, routes --------------------------------------------------------
     def entries(self, objs: list) -> None:
         """Netlink entries, one batch per namespace: the kernel processes a namespace's messages
-        in order, so consecutive phases (neighbours, FDB, routes) share one batch and keep it."""
-        batches: dict[str, Batch] = {}
+        in order, so consecutive phases (neighbours, FDB, routes) share one batch and keep it.
+
+        A large lab's batches are encoded on a second thread while this one sends: the kernel
+        does its share inside ``send`` with the GIL released, so encoding the next namespace's
+        messages (Python) and taking this one's entries (kernel) run on two cores at once. At
+        1,000 nodes that is 3 million messages, about 10 s of encoding hidden behind 35 s of
+        kernel work."""
+        by_ns: dict[str, list] = {}
         for o in objs:
-            b = batches.get(o.ns)
-            if b is None:
-                b = batches[o.ns] = Batch(self.links[o.ns])
+            by_ns.setdefault(o.ns, []).append(o)
+        if len(objs) < PIPELINE_FROM:
+            self._send({ns: self._encoded(ns, items) for ns, items in by_ns.items()})
+            return
+        for b in pipelined(self._encoded, by_ns):
+            self._send({b.link.ns: b})
+
+    def _encoded(self, ns: str, items: list) -> Batch:
+        b = Batch(self.links[ns])
+        for o in items:
             try:
                 encode.entry(b, o)
             except LookupError as e:
                 raise _fail(o, e) from None
-        self._send(batches)
+        return b
 
     def sysctls(self, objs: list[Sysctl]) -> None:
         by_ns: dict[str, list[Sysctl]] = defaultdict(list)
