@@ -276,20 +276,27 @@ class Applier:
                 out.write(f.content)
 
     def daemons(self, objs: list[Daemon]) -> None:
+        """Start every daemon, then wait for each one's ready file. All are started before any
+        is waited for: BGP peers dial each other after BIRD's ``connect delay time`` (2 s), and
+        a peer that is not listening yet answers with a reset, after which BIRD waits ``error
+        wait time`` (5 s) before trying again. Waiting for each BIRD's control socket before
+        starting the next spread 201 starts of calico-rr over several seconds, so the last ones
+        were still missing when the first dialled them."""
+        started = []
         for d in objs:
             log = self.state.dir / f"{d.ns}.{d.name}.log"
             argv = [self.state.expand(a) for a in d.argv]
             with open(log, "ab") as out:
                 p = procs.popen(d.ns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
-            started = procs.start_time(p.pid)
-            self.state.daemons.append(DaemonRecord(d.ns, d.name, p.pid, started or 0, argv, str(log)))
-            self.state.save()
+            self.state.daemons.append(DaemonRecord(d.ns, d.name, p.pid, procs.start_time(p.pid) or 0, argv, str(log)))
+            self.state.save()  # write-ahead: each pid is on record before the next start
+            started.append((d, p, log, time.monotonic()))
+        for d, p, log, t in started:
             if d.ready:
                 ready = self.state.expand(d.ready)
-                deadline = time.monotonic() + 10
                 while not os.path.exists(ready):
-                    if p.poll() is not None or time.monotonic() > deadline:
+                    if p.poll() is not None or time.monotonic() > t + 10:
                         tail = log.read_text()[-400:].strip().splitlines()
                         raise ApplyError(f"daemon {d.name} in {d.ns} did not start: {tail[-1] if tail else 'no output'}",
                                          "the lab was rolled back; see the daemon's log line above")
