@@ -19,9 +19,11 @@ contender alike. Run as root; every namespace is a random-suffix lab namespace.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -180,7 +182,9 @@ def main() -> None:
                          "reads every namespace back, minutes; floor.py --nodes 20 checks the same encoder")
     a = ap.parse_args()
     overrides = floor.overrides_for(a.nodes, a.pods)
-    os.environ.setdefault("NETLAB_STATE_DIR", tempfile.mkdtemp(prefix="netlab-bench-"))
+    if "NETLAB_STATE_DIR" not in os.environ:
+        os.environ["NETLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="netlab-bench-")
+        atexit.register(shutil.rmtree, os.environ["NETLAB_STATE_DIR"], True)  # its own scratch state root only
     count = a.nodes * (1 + a.pods) + 2  # nodes, pods, the switch and the router
     contenders = [("floor", functools.partial(floor_run, check=not a.no_verify)), ("netlab", netlab_run)] + ([] if a.no_script else [("explain script", explain_run)])
     runs: dict[str, list] = {k: [] for k, _ in contenders}
