@@ -276,12 +276,11 @@ class Applier:
                 out.write(f.content)
 
     def daemons(self, objs: list[Daemon]) -> None:
-        """Start every daemon, then wait for each one's ready file. All are started before any
-        is waited for: BGP peers dial each other after BIRD's ``connect delay time`` (2 s), and
-        a peer that is not listening yet answers with a reset, after which BIRD waits ``error
-        wait time`` (5 s) before trying again. Waiting for each BIRD's control socket before
-        starting the next spread 201 starts of calico-rr over several seconds, so the last ones
-        were still missing when the first dialled them."""
+        """Start every daemon, then wait for each one's ready file (each gets 10 s from its own
+        start). Waiting for each before starting the next made their start-ups run one after
+        another: 100 flannel-udp forwarders, each a Python process, took ``up`` 15-19 s; started
+        together they start side by side, 11-13 s. Each pid is in the state file before the
+        next start, so an interrupted ``up`` still knows every process it has to stop."""
         started = []
         for d in objs:
             log = self.state.dir / f"{d.ns}.{d.name}.log"

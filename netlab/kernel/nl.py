@@ -78,8 +78,9 @@ class NsLink:
     def index(self, ifname: str) -> int:
         """The ifindex of ``ifname`` in this namespace. A name not seen yet refreshes the cache
         with one RTM_GETLINK dump on this socket: every link of the namespace in one answer,
-        without entering the namespace (``if_nametoindex`` needs a socket opened inside it, and
-        entering and leaving 3,000 namespaces for a few names each cost 1.6 s at 1,000 nodes)."""
+        without entering the namespace (``if_nametoindex`` needs a socket opened inside it). It
+        can run on the encoding thread of :func:`netlab.kernel.apply.pipelined`, which only
+        uses a namespace's socket before that namespace's batch is handed over."""
         if ifname not in self._index:
             for hdr, attrs in nldump.dump(self.raw, nldump.RTM_GETLINK):
                 name = attrs.get(IFLA_IFNAME)
