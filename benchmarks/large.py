@@ -39,7 +39,16 @@ from netlab.kernel import netns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NETLAB = [sys.executable, "-m", "netlab"]
-FLAGS = {"nodes": "--nodes", "pods": "--pods", "cidr": "--underlay-cidr", "pod_cidr": "--pod-cidr"}
+
+
+def cli_flags(overrides: dict) -> list[str]:
+    """The overrides as ``netlab up`` flags, spelled as the CLI's own options declare them."""
+    import click
+
+    from netlab.cli.up import command
+
+    flag = {p.name: max(p.opts, key=len) for p in command.params if isinstance(p, click.Option)}
+    return [x for key, value in overrides.items() for x in (flag[key], str(value))]
 
 
 def mem_available() -> int:
@@ -72,7 +81,7 @@ def main() -> None:
     overrides = floor.overrides_for(a.nodes, a.pods)
     plan = api.build_plan(model.load(a.lab, name=name, overrides=overrides))  # pure: names and addresses
     names = [n.name for n in plan.namespaces]
-    flags = [x for key, value in overrides.items() for x in (FLAGS[key], str(value))]
+    flags = cli_flags(overrides)
     with tempfile.TemporaryDirectory(prefix="netlab-large-") as tmp:
         env = dict(os.environ, NETLAB_STATE_DIR=tmp)
         before = mem_available()
