@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netlab.kernel import encode, netns, nldump  # noqa: E402
 from netlab.kernel.nl import Batch, acked, chunks, read_acks  # noqa: E402
-from netlab.kernel.nlmsg import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, header  # noqa: E402
+from netlab.kernel.nlmsg import NLMSG_DONE, NLMSG_ERROR  # noqa: E402
 from netlab.plan import Plan, Ruleset, Sysctl  # noqa: E402
 from netlab.spec import spec_of  # noqa: E402
 
@@ -303,19 +303,13 @@ def down(floor: Floor) -> float:
 #: The dumps ``netlab status`` cannot do without in any namespace (:func:`netlab.kernel.readback.snapshot`):
 #: links, addresses, routes, neighbours, policy rules and the devconf. It also dumps bridge
 #: ports, FDB entries and qdiscs, which the read floor leaves out, so the floor is a lower bound.
-READS = ((nldump.RTM_GETLINK, socket.AF_UNSPEC, nldump.IFINFOMSG), (nldump.RTM_GETADDR, socket.AF_INET, nldump.IFADDRMSG),
-         (nldump.RTM_GETROUTE, socket.AF_INET, nldump.RTMSG), (nldump.RTM_GETNEIGH, socket.AF_INET, nldump.NDMSG),
-         (nldump.RTM_GETRULE, socket.AF_INET, nldump.FIB_RULE_HDR),
-         (nldump.RTM_GETNETCONF, socket.AF_INET, nldump.NETCONFMSG))
+READS = ((nldump.RTM_GETLINK, socket.AF_UNSPEC), (nldump.RTM_GETADDR, socket.AF_INET),
+         (nldump.RTM_GETROUTE, socket.AF_INET), (nldump.RTM_GETNEIGH, socket.AF_INET),
+         (nldump.RTM_GETRULE, socket.AF_INET), (nldump.RTM_GETNETCONF, socket.AF_INET))
 
 
 def _requests() -> list[bytes]:
-    out = []
-    for seq, (mtype, family, layout) in enumerate(READS, 1):
-        body = bytearray(layout.size)
-        body[0] = family
-        out.append(header(mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, bytes(body)))
-    return out
+    return [nldump.request(mtype, family, seq) for seq, (mtype, family) in enumerate(READS, 1)]
 
 
 def _drain(sock: socket.socket) -> int:

@@ -39,9 +39,7 @@ def dump(sock: socket.socket, mtype: int, family: int = socket.AF_UNSPEC) -> Ite
     """Every message of one dump: its fixed header (a tuple, per :data:`_LAYOUT`) and its
     top-level attributes (number -> payload)."""
     layout = _LAYOUT[mtype]
-    request = bytearray(layout.size)
-    request[0] = family
-    sock.send(header(mtype, NLM_F_REQUEST | NLM_F_DUMP, 0x4E4C, bytes(request)))
+    sock.send(request(mtype, family))
     while True:
         data = sock.recv(1 << 20)
         if not data:
@@ -49,6 +47,13 @@ def dump(sock: socket.socket, mtype: int, family: int = socket.AF_UNSPEC) -> Ite
         done = yield from messages(data, layout)
         if done:
             return
+
+
+def request(mtype: int, family: int = socket.AF_UNSPEC, seq: int = 0x4E4C) -> bytes:
+    """The dump request for one message type: its fixed header zeroed but for the family."""
+    body = bytearray(_LAYOUT[mtype].size)
+    body[0] = family
+    return header(mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, bytes(body))
 
 
 def messages(data: bytes, layout: struct.Struct):
