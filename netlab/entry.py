@@ -62,8 +62,26 @@ def debugging() -> bool:
     return os.environ.get("NETLAB_DEBUG", "") not in ("", "0")
 
 
-def bug(exc: BaseException) -> NoReturn:
-    """An exception nobody expected: one line that says it is netlab's fault, exit 70."""
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Was this exception raised *because of* a Ctrl-C? Python wraps some exceptions on their way
+    out: on 3.11 an exception inside ``__set_name__`` (a dataclass field while its class is being
+    built, say during a lazy import) comes out as ``RuntimeError: Error calling __set_name__ …``
+    with the KeyboardInterrupt as its ``__cause__``. That is still the user's Ctrl-C, not a bug."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ if link.__cause__ is not None else link.__context__
+    return False
+
+
+def bug(exc: BaseException, interrupted_what: str = NOTHING_DONE) -> NoReturn:
+    """An exception nobody expected: one line that says it is netlab's fault, exit 70.
+    One that a Ctrl-C caused (see :func:`caused_by_interrupt`) ends as the interrupt it is."""
+    if caused_by_interrupt(exc):
+        interrupted(interrupted_what)
     _ignore_sigint()
     if debugging():
         import traceback

@@ -20,6 +20,8 @@ from ..errors import NetlabError
 
 #: click's own exceptions carry usage errors, --help and exit codes: click reports them itself.
 _CLICK = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+#: what a Ctrl-C inside a command leaves: `up` and the others undo what they built on any exception
+ROLLED_BACK = "whatever was being built has been rolled back"
 
 
 class Group(click.Group):
@@ -54,7 +56,7 @@ class Group(click.Group):
             click.echo(f"netlab: {entry.one_line(str(e), 1000)}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
-            entry.interrupted("whatever was being built has been rolled back")
+            entry.interrupted(ROLLED_BACK)
         except _CLICK:
             raise
         except OSError as e:
@@ -62,7 +64,7 @@ class Group(click.Group):
                 raise
             entry.bug(e)
         except Exception as e:
-            entry.bug(e)
+            entry.bug(e, ROLLED_BACK)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
