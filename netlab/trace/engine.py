@@ -331,6 +331,17 @@ def _add_legs(plan: Plan, result: TraceResult, seen: _Sightings, captured_ns: se
         result.legs.append(kind)
 
 
+def _late_stamps_note(seen: _Sightings) -> list[str]:
+    """Hops are ordered across namespaces by the kernel's receive stamps. The Sniffer waits for
+    them to be live before the probe goes out; a frame stamped only as it was read still says so,
+    rather than leaving a wrong order unexplained."""
+    late = sum(f.stamped_late for f in seen.frames)
+    if not late:
+        return []
+    return [f"{late} of {len(seen.frames)} sightings had no kernel timestamp as they passed (the kernel was still "
+            "switching receive timestamps on): the order of hops between namespaces may be wrong; trace again"]
+
+
 def _closed_port_note(result: TraceResult, proto: str, port: int | None) -> str | None:
     """An answer that proves the path and only says nothing listens: ICMP port unreachable (UDP)
     or a TCP reset from the destination."""
@@ -439,6 +450,7 @@ def run(plan: Plan, src_spec: str, dst_spec: str, proto: str = "icmp", port: int
         result.elapsed = time.monotonic() - t_start
         return result
     _add_legs(plan, result, seen, {n.name for n in nss})
+    result.notes += _late_stamps_note(seen)
     result.complete, result.stop = _verdict(plan, result, src, host_of)
     skipped = _dnat_skipped(plan, result, proto, port, state)
     if skipped is not None:

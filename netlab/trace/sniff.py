@@ -72,6 +72,60 @@ ETHTOOL_GDRVINFO = 0x00000003
 DRVINFO_SIZE = 196  # struct ethtool_drvinfo: cmd, driver[32], version[32], … up to regdump_len
 
 
+#: IEEE 802's local experimental ethertype: no protocol handler takes it, so a frame of it sent on
+#: a lab namespace's lo reaches the packet sockets there and is then dropped, touching nothing else.
+ETH_P_LOCAL_EXP1 = 0x88B5
+
+
+def receive_stamps_live(ns: str, timeout: float = 2.0) -> bool:
+    """Wait until the kernel stamps packets as they are received, and say whether it does.
+
+    Receive timestamps are off in the whole kernel until some socket asks for them (the static
+    key ``netstamp_needed_key``). When nobody has asked yet, the first socket that does (our
+    ``SO_TIMESTAMPNS``) does not turn them on at once: ``net_enable_timestamp`` defers it to a
+    work item, which a busy machine runs milliseconds later. A packet that crosses the lab
+    meanwhile carries no stamp, and ``recvmsg`` gives it the time it was *read* ("race occurred
+    between timestamp enabling and packet receiving", net/socket.c). Frames read namespace by
+    namespace are then ordered by the reading, not by the path: in CI a trace once showed its
+    reply leg in the request's order. A machine where another program keeps timestamps on (an
+    NTP daemon, tcpdump) never shows it.
+
+    So a frame of a local experimental ethertype is sent on ``ns``'s lo and read a moment
+    later, until its stamp is older than the read, or ``timeout`` passes (False: stamps are not
+    live, or lo is down and nothing can tell)."""
+    try:
+        with netns.entered(ns):
+            rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_LOCAL_EXP1))
+            tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        with rx, tx:
+            rx.bind(("lo", ETH_P_LOCAL_EXP1))
+            tx.bind(("lo", 0))
+            rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            rx.settimeout(0.2)
+            frame = bytes(12) + struct.pack("!H", ETH_P_LOCAL_EXP1) + bytes(46)  # to and from lo's MAC, 00:…:00
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                tx.send(frame)
+                time.sleep(0.001)
+                before = time.time_ns()
+                _, anc, _, _ = rx.recvmsg(64, 64)
+                stamp = _stamp(anc)
+                if stamp is not None and stamp < before:
+                    return True
+    except OSError:  # lo down (ENETDOWN), or no answer within rx's timeout
+        pass
+    return False
+
+
+def _stamp(anc: list[tuple[int, int, bytes]]) -> int | None:
+    """The SO_TIMESTAMPNS control message's time, in ns since the epoch."""
+    for level, kind, cdata in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
+            sec, nsec = struct.unpack("qq", cdata[:16])
+            return sec * 1_000_000_000 + nsec
+    return None
+
+
 @dataclass
 class Frame:
     """One packet as one interface saw it."""
@@ -88,6 +142,9 @@ class Frame:
     wirelen: int  # the length on the wire (data may be cut at the snap length)
     mtu: int | None = None
     seq: int = 0  # arrival order on its namespace's socket
+    #: the kernel had not stamped it as it passed, so ``ts_ns`` is when it was read and says
+    #: nothing of its order against other namespaces' frames (see :func:`receive_stamps_live`)
+    stamped_late: bool = False
 
     @property
     def ts(self) -> float:
@@ -200,6 +257,11 @@ class Sniffer:
         try:
             for ns, (host, ifaces) in targets.items():
                 self._open(ns, host, ifaces, base, rcvbuf)
+            #: whether receive timestamps are live, so that frames are ordered as they passed. The
+            #: sockets are open first: they keep the kernel's timestamping on once it is.
+            self.stamped = receive_stamps_live(self.socks[0].ns) if self.socks else True
+            for s in self.socks:  # a capture of lo saw the frames that found that out
+                _discard(s.sock)
         except BaseException:
             self.close()
             raise
@@ -235,11 +297,7 @@ class Sniffer:
             sock.setblocking(False)
             # The socket was hooked to every device before the filter was attached: whatever it
             # queued in between is unfiltered and older than anything we want.
-            while True:
-                try:
-                    sock.recv(65536)
-                except BlockingIOError:
-                    break
+            _discard(sock)
         except BaseException:
             sock.close()
             raise
@@ -264,6 +322,7 @@ class Sniffer:
 
     def _drain(self, s: _NsSocket) -> Iterator[Frame]:
         while True:
+            before = time.time_ns()
             try:
                 data, anc, flags, addr = s.sock.recvmsg(bpf.SNAPLEN, 64)
             except BlockingIOError:
@@ -272,11 +331,8 @@ class Sniffer:
                 if e.errno in (errno.ENETDOWN, errno.ENXIO):  # an interface went away under us
                     continue
                 raise
-            ts_ns = time.time_ns()
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
-                    sec, nsec = struct.unpack("qq", cdata[:16])
-                    ts_ns = sec * 1_000_000_000 + nsec
+            stamp = _stamp(anc)
+            late = stamp is None or stamp >= before  # stamped as it was read, not as it passed
             _ifname, _proto, pkttype, hatype, _hw = addr
             # CPython names the interface with an ioctl on this very socket, so the name is
             # resolved in the socket's namespace, not in the one this thread is in.
@@ -285,7 +341,8 @@ class Sniffer:
             s.seq += 1
             yield Frame(ns=s.ns, host=s.host, iface=_ifname or f"if{ifindex}", ifindex=ifindex,
                         direction="out" if pkttype == PACKET_OUTGOING else "in", pkttype=pkttype,
-                        hatype=hatype, ts_ns=ts_ns, data=data, wirelen=wirelen, mtu=s.mtus.get(ifindex), seq=s.seq)
+                        hatype=hatype, ts_ns=before if stamp is None else stamp, data=data, wirelen=wirelen,
+                        mtu=s.mtus.get(ifindex), seq=s.seq, stamped_late=late)
 
     def close(self) -> None:
         """Close every socket. Releasing a packet socket waits for an RCU grace period
@@ -313,6 +370,15 @@ class Sniffer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _discard(sock: socket.socket) -> None:
+    """Empty a non-blocking socket's queue."""
+    while True:
+        try:
+            sock.recv(65536)
+        except BlockingIOError:
+            return
 
 
 def _ifindex(s: _NsSocket, name: str) -> int:

@@ -69,3 +69,16 @@ def test_gso_super_frames_are_marked():
     big.wirelen, big.mtu = 65000, 1450
     main, _ = shape_leg(p, "request", [big], {id(big): decode(big.data, True)}, {"p-node1"}, 0)
     assert main[0].notes and "segmented later" in main[0].notes[0]
+
+
+def test_frames_stamped_as_they_were_read_are_owned_up_to():
+    """A frame the kernel had not stamped as it passed orders by when it was read: the trace says
+    so in a note instead of presenting that order as the path's."""
+    from netlab.trace.engine import _late_stamps_note, _Sightings
+
+    good = [fr("l-a", "eth0", "out", 10, 1), fr("l-b", "eth0", "in", 20, 1)]
+    assert _late_stamps_note(_Sightings(frames=good)) == []
+    late = fr("l-c", "eth0", "in", 30, 1)
+    late.stamped_late = True
+    (note,) = _late_stamps_note(_Sightings(frames=[*good, late]))
+    assert note.startswith("1 of 3 sightings had no kernel timestamp") and "trace again" in note
