@@ -82,7 +82,7 @@ class NsLink:
         can run on the encoding thread of :func:`netlab.kernel.apply.pipelined`, which only
         uses a namespace's socket before that namespace's batch is handed over."""
         if ifname not in self._index:
-            for hdr, attrs in nldump.dump(self.raw, nldump.RTM_GETLINK):
+            for hdr, attrs in nldump.dump(self.raw, nldump.RTM_GETLINK, attrs=nldump.ifname_first):
                 name = attrs.get(IFLA_IFNAME)
                 if name:
                     self._index[name.rstrip(b"\0").decode()] = hdr[2]

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .nlmsg import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, header, parse_attrs
+from .nlmsg import IFLA_IFNAME, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, header, parse_attrs
 
 RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH, RTM_GETRULE, RTM_GETNETCONF = 18, 22, 26, 30, 34, 82
 RTM_GETQDISC = 38
@@ -35,18 +35,33 @@ _LAYOUT = {RTM_GETLINK: IFINFOMSG, RTM_GETADDR: IFADDRMSG, RTM_GETROUTE: RTMSG, 
            RTM_GETRULE: FIB_RULE_HDR, RTM_GETNETCONF: NETCONFMSG, RTM_GETQDISC: TCMSG}
 
 
-def dump(sock: socket.socket, mtype: int, family: int = socket.AF_UNSPEC) -> Iterator[tuple[tuple, dict[int, bytes]]]:
+Attrs = Callable[[bytes, int], dict[int, bytes]]
+
+
+def dump(sock: socket.socket, mtype: int, family: int = socket.AF_UNSPEC,
+         attrs: Attrs = parse_attrs) -> Iterator[tuple[tuple, dict[int, bytes]]]:
     """Every message of one dump: its fixed header (a tuple, per :data:`_LAYOUT`) and its
-    top-level attributes (number -> payload)."""
+    top-level attributes (number -> payload), as ``attrs(body, offset)`` reads them."""
     layout = _LAYOUT[mtype]
     sock.send(request(mtype, family))
     while True:
         data = sock.recv(1 << 20)
         if not data:
             return
-        done = yield from messages(data, layout)
+        done = yield from messages(data, layout, attrs)
         if done:
             return
+
+
+def ifname_first(body: bytes, off: int) -> dict[int, bytes]:
+    """A link message's IFLA_IFNAME alone, when it comes first, as the kernel puts it
+    (``rtnl_fill_ifinfo``); every attribute otherwise. A name -> ifindex lookup needs nothing
+    else, and decoding a node's five links whole took 89 µs against 4 µs for their names."""
+    if off + 4 <= len(body):
+        length, kind = struct.unpack_from("=HH", body, off)
+        if kind & 0x3FFF == IFLA_IFNAME and length >= 4:
+            return {IFLA_IFNAME: body[off + 4: off + length]}
+    return parse_attrs(body, off)
 
 
 def request(mtype: int, family: int = socket.AF_UNSPEC, seq: int = 0x4E4C) -> bytes:
@@ -56,7 +71,7 @@ def request(mtype: int, family: int = socket.AF_UNSPEC, seq: int = 0x4E4C) -> by
     return header(mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, bytes(body))
 
 
-def messages(data: bytes, layout: struct.Struct):
+def messages(data: bytes, layout: struct.Struct, attrs: Attrs = parse_attrs):
     """The messages of one datagram, parsed: yields (fixed header, attributes) and returns True
     once NLMSG_DONE is met (the dump is over)."""
     off = 0
@@ -68,7 +83,7 @@ def messages(data: bytes, layout: struct.Struct):
             err = -struct.unpack_from("=i", data, off + 16)[0]
             raise OSError(err, f"netlink dump: {err}")
         body = data[off + 16: off + length]
-        yield layout.unpack_from(body), parse_attrs(body, layout.size)
+        yield layout.unpack_from(body), attrs(body, layout.size)
         off += (length + 3) & ~3
     return False
 

@@ -62,3 +62,16 @@ def test_link_info_reads_the_declared_fields_as_pyroute2_does():
     assert (info["vni"], info["port"], info["local"]) == (d.get_attr("IFLA_VXLAN_ID"), d.get_attr("IFLA_VXLAN_PORT"),
                                                          d.get_attr("IFLA_VXLAN_LOCAL"))
     assert info["dev"] == "eth0" and info["learning"] == 0 and info["up"]
+
+
+def test_ifname_first_reads_the_name_alone_and_falls_back_to_every_attribute():
+    """NsLink.index reads a link dump's names only. The kernel's own messages put IFLA_IFNAME
+    first; a message that does not is decoded whole, so the name is found either way."""
+    from netlab.kernel.nlmsg import IFLA_IFNAME, IFLA_MTU, ifinfomsg, string, u32
+
+    first = ifinfomsg(index=7) + string(IFLA_IFNAME, "flannel.1") + u32(IFLA_MTU, 1450)
+    later = ifinfomsg(index=7) + u32(IFLA_MTU, 1450) + string(IFLA_IFNAME, "flannel.1")
+    size = nldump.IFINFOMSG.size
+    assert nldump.ifname_first(first, size) == {IFLA_IFNAME: b"flannel.1\0"}
+    assert nldump.ifname_first(later, size)[IFLA_IFNAME] == b"flannel.1\0"
+    assert nldump.ifname_first(later, size) == nldump.parse_attrs(later, size)
