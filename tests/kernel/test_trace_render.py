@@ -82,9 +82,10 @@ def test_trace_fits_100_columns_and_the_picture_has_every_hop(lab, lab_factory, 
     assert data["complete"] and data["hops"], data["stop"]
     hops = [(x["host"], x["iface"]) for x in data["hops"]]
 
-    # the terminal, coloured as on a terminal, at 100 columns; it is a trace of its own, so its
-    # hops are held against the picture of the same run (two traces of a live path are two
-    # observations: CI once saw the second's reply leg ordered otherwise than the first's)
+    # the terminal, coloured as on a terminal, at 100 columns: a trace of its own, whose hops are
+    # held against the picture of the same run and against the --json run's, in order (CI once saw
+    # a reply leg in the request's order: frames stamped as read, before the kernel's timestamps
+    # were live; the Sniffer now waits for them, tests/kernel/test_stamps.py)
     term_svg = tmp_path / "term.svg"
     out = netlab(*args, "--svg", str(term_svg), COLUMNS="100", FORCE_COLOR="1")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
@@ -94,7 +95,8 @@ def test_trace_fits_100_columns_and_the_picture_has_every_hop(lab, lab_factory, 
     too_long = [(len(ln), ln) for ln in lines if len(ln) > 100]
     assert too_long == []
     shown = [(int(m.group(1)), m.group(2)) for ln in lines if (m := HOP_LINE.match(ln))]
-    assert [n for n, _ in shown] == list(range(1, len(shown) + 1)) and len(shown) == len(hops)
+    assert [n for n, _ in shown] == list(range(1, len(shown) + 1))
+    assert [hop for _, hop in shown] == [f"{host}:{iface}" for host, iface in hops]
     term_drawn = hop_texts(ET.fromstring(term_svg.read_bytes()))
     assert len(term_drawn) == len(shown)
     for texts, (_, hop) in zip(term_drawn, shown, strict=True):
