@@ -36,7 +36,7 @@ def build_plan(lab: model.Lab, check: bool = True) -> Plan:
     """The lab's plan; ``check=False`` skips the internal consistency check, for a plan rebuilt
     from what was built (it was checked before it was applied)."""
     dp = get(lab.datapath)
-    limits.check_size(lab, dp.per_peer)  # before the plan exists: building it is what takes the memory
+    limits.check_size(lab, limits.per_peer(lab, dp))  # before the plan exists: building it takes the memory
     with gcpause.paused():
         plan = dp.plan(lab)
         if check:

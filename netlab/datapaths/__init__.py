@@ -34,9 +34,10 @@ class Datapath:
     max_nodes: int = 65_536  # the real limits: addresses, the host's shared tables, memory (kernel.limits)
     max_pods: int = 50  # per node: what the datapath's per-node pod network holds, or a sane bound
     requires: tuple[str, ...] = ()  # kernel link kinds, probed before anything is created
-    # kernel entries (routes, neighbours, FDB entries) every node holds for every other node:
-    # what makes a lab grow as n(n-1), and what netlab.kernel.limits.check_size counts
-    per_peer: int = 0
+    # kernel entries a daemon adds at run time on every node for every other node, which no plan
+    # holds (BIRD's learned block routes); the planned ones are counted on the plan itself
+    # (netlab.kernel.limits.per_peer)
+    learned_per_peer: int = 0
     tools: tuple[str, ...] = ("iptables-restore",)  # binaries on PATH
     validate: Callable[[Any], None] = lambda lab: None
     # (lab, plan) -> what to try after `up`: text that carries its hints and what each should do

@@ -424,4 +424,4 @@ def bgp_datapath(name: str, summary: str, plan: Callable[[Lab], Plan], validate:
     return Datapath(name=name, summary=summary, plan=plan, Options=Options, default_pod_cidr=DEFAULT_POOL,
                     requires=("bridge", "veth"), tools=("iptables-restore", "bird", "birdc"),
                     validate=validate, next_steps=next_steps, ready=bgp.converge,
-                    per_peer=1)  # the block route BIRD learns from every other node
+                    learned_per_peer=1)  # the block route BIRD learns from every other node

@@ -79,7 +79,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
 
 
 DATAPATH = Datapath(
-    per_peer=1,
     name="calico-ipip",
     summary="Calico IPIP: tunl0 (MTU 1480), routes via the remote node dev tunl0 onlink; needs a kernel with ipip",
     plan=plan,

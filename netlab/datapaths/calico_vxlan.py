@@ -101,7 +101,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
 
 
 DATAPATH = Datapath(
-    per_peer=3,
     name="calico-vxlan",
     summary="Calico VXLAN: vxlan.calico VNI 4096 on UDP 4789, /32 tunnel IP, routes via the remote VTEP's IP onlink",
     plan=plan,

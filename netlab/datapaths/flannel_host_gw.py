@@ -83,7 +83,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
 
 
 DATAPATH = Datapath(
-    per_peer=1,
     name="flannel-host-gw",
     summary="Flannel host-gw: plain routes via each node's IP, no tunnel; needs one L2 segment",
     plan=plan,

@@ -134,7 +134,6 @@ def next_steps(lab: Lab, p: Plan) -> Steps:
 
 
 DATAPATH = Datapath(
-    per_peer=3,
     name="flannel-vxlan",
     summary="Flannel VXLAN backend: flannel.1 VTEPs on UDP 8472, a /24 per node, permanent neigh/FDB",
     plan=plan,

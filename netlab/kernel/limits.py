@@ -50,7 +50,7 @@ from typing import Callable
 
 from .. import bgp
 from ..errors import NetlabError
-from ..plan import Addr, Bridge, Daemon, Neigh, Plan, Route, Veth
+from ..plan import Addr, Bridge, Daemon, Fdb, Neigh, Plan, Route, Veth
 from . import netns
 
 GC_THRESH = "net.ipv4.neigh.default.gc_thresh{}"
@@ -529,6 +529,23 @@ def compare(needs: Needs, host: Host, neigh_in_use: int) -> list[Shortfall]:
 NS_BYTES = 512 << 10
 ENTRY_BYTES = 1536
 MEMORY_SHARE = 0.75  # of MemAvailable a lab may plan to take
+
+
+def per_peer(lab, dp) -> int:
+    """Kernel entries (routes, neighbours, FDB entries) each node holds for each other node: what
+    makes a lab grow as n(n-1). The datapath's own plan says how many, counted on the plans of 2,
+    3 and 4 nodes of this lab: the entries of n nodes are a + b·n + c·n(n-1), so the second
+    difference f(4) - 2·f(3) + f(2) is 2c. Only what a daemon adds at run time, which no plan
+    holds (the block route BIRD learns from every other node), is declared by the datapath
+    (``learned_per_peer``)."""
+    if dp.max_nodes < 4:
+        return dp.learned_per_peer
+    f = [_entries(dp.plan(_resized(lab, n))) for n in (2, 3, 4)]
+    return (f[2] - 2 * f[1] + f[0]) // 2 + dp.learned_per_peer
+
+
+def _entries(plan: Plan) -> int:
+    return sum(len(plan.of(kind)) for kind in (Route, Neigh, Fdb))
 
 
 def size_of(lab, per_peer: int) -> tuple[int, int, int]:

@@ -224,3 +224,26 @@ def test_speaker_checks_name_the_session_and_its_state():
 
 def test_labs_without_bird_expect_no_bgp():
     assert bgp.expected(plan("calico-vxlan")) == [] and bgp.expected(plan("vxlan")) == []
+
+
+@pytest.mark.parametrize("lab", ["vxlan", "host-gw", "flannel-udp", "calico", "calico-rr", "calico-vxlan",
+                                 "calico-ipip", "bridge"])
+def test_per_peer_entries_come_from_the_plan_and_predict_its_growth(lab):
+    """The memory check's entries per (node, other node) pair are counted on the datapath's own
+    plan, not declared beside it: on larger plans than those it was counted on, the growth of the
+    planned routes, neighbours and FDB entries is what it predicts. Only BIRD's learned routes,
+    which no plan holds, are declared."""
+    from netlab.datapaths import get
+    from netlab.plan import Fdb, Neigh, Route
+
+    loaded = model.load(lab, overrides={"nodes": 2})
+    dp = get(loaded.datapath)
+    planned = limits.per_peer(loaded, dp) - dp.learned_per_peer
+
+    def entries(n: int) -> int:
+        p = plan(lab, nodes=n)
+        return sum(len(p.of(k)) for k in (Route, Neigh, Fdb))
+
+    assert entries(9) - 2 * entries(8) + entries(7) == 2 * planned
+    assert planned == {"vxlan": 3, "calico-vxlan": 3, "host-gw": 1, "calico-ipip": 1}.get(lab, 0)
+    assert dp.learned_per_peer == (1 if lab in ("calico", "calico-rr") else 0)
