@@ -46,7 +46,7 @@ AF_BRIDGE = 7
 #: The pure encoders of the bulk entries are memoized: a 1,000-node VXLAN lab sends three
 #: million neighbours, FDB entries and routes that repeat a few thousand distinct addresses,
 #: MACs and headers, and packing each anew was a third of the entries phase.
-_memo = functools.lru_cache(maxsize=1 << 16)
+memo = functools.lru_cache(maxsize=1 << 16)
 
 
 def attr(kind: int, payload: bytes) -> bytes:
@@ -62,7 +62,7 @@ def u8(kind: int, v: int) -> bytes:
     return attr(kind, struct.pack("=B", v))
 
 
-@_memo
+@memo
 def u32(kind: int, v: int) -> bytes:
     return attr(kind, struct.pack("=I", v))
 
@@ -75,35 +75,38 @@ def string(kind: int, s: str) -> bytes:
     return attr(kind, s.encode() + b"\0")
 
 
-@_memo
+@memo
 def ipv4(kind: int, ip: str) -> bytes:
     return attr(kind, socket.inet_aton(ip))
 
 
-@_memo
+@memo
 def lladdr(kind: int, mac: str) -> bytes:
     return attr(kind, bytes.fromhex(mac.replace(":", "")))
 
 
+NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, pid
+
+
 def header(mtype: int, flags: int, seq: int, body: bytes) -> bytes:
-    return struct.pack("=IHHII", 16 + len(body), mtype, flags, seq, 0) + body
+    return NLMSGHDR.pack(16 + len(body), mtype, flags, seq, 0) + body
 
 
 def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0, family: int = socket.AF_UNSPEC) -> bytes:
     return struct.pack("=BxHiII", family, 0, index, flags, change)
 
 
-@_memo
+@memo
 def ifaddrmsg(prefixlen: int, index: int, scope: int = 0) -> bytes:
     return struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, scope, index)
 
 
-@_memo
+@memo
 def ndmsg(family: int, ifindex: int, state: int, flags: int = 0) -> bytes:
     return struct.pack("=BxxxiHBB", family, ifindex, state, flags, 0)
 
 
-@_memo
+@memo
 def rtmsg(dst_len: int, table: int, proto: int, scope: int, rtype: int, flags: int) -> bytes:
     return struct.pack("=BBBBBBBBI", socket.AF_INET, dst_len, 0, 0, table, proto, scope, rtype, flags)
 
