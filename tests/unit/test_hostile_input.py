@@ -467,6 +467,19 @@ def test_a_bug_is_one_line_exit_70_and_names_itself(monkeypatch):
     assert res.exit_code == entry.EXIT_BUG and "Traceback" in res.output and "netlab bug" in res.output
 
 
+def test_a_ctrl_c_python_wrapped_inside_a_command_is_still_an_interrupt(monkeypatch):
+    """The same wrapped Ctrl-C, raised inside a command (its lazy imports): exit 130 and the
+    rollback line, not "internal error" and 70."""
+    from click.testing import CliRunner
+
+    from netlab.cli import cli
+
+    monkeypatch.setattr("netlab.model.load", lambda *a, **kw: _set_name_interrupted())
+    res = CliRunner().invoke(cli, ["explain", "vxlan"])
+    assert res.exit_code == 130, res.output
+    assert res.output.strip() == "netlab: interrupted — whatever was being built has been rolled back"
+
+
 def _set_name_interrupted():
     """A Ctrl-C while a class is built (a lazy import in a command): Python 3.11 hands it on as
     RuntimeError("Error calling __set_name__ …") caused by the KeyboardInterrupt. Seen in CI."""
