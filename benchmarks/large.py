@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import floor  # noqa: E402
 
 from netlab import api, model  # noqa: E402
-from netlab.kernel import netns  # noqa: E402
+from netlab.kernel import limits, netns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NETLAB = [sys.executable, "-m", "netlab"]
@@ -52,12 +52,11 @@ def cli_flags(overrides: dict) -> list[str]:
 
 
 def mem_available() -> int:
-    """The host's MemAvailable, in bytes."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise SystemExit("large: /proc/meminfo has no MemAvailable")
+    """The host's MemAvailable, in bytes, as netlab's memory check reads it."""
+    avail = limits.mem_available()
+    if avail is None:
+        raise SystemExit("large: /proc/meminfo has no MemAvailable")
+    return avail
 
 
 def run(argv: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:

@@ -41,7 +41,6 @@ import json
 import os
 import resource
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
@@ -52,6 +51,7 @@ from .. import bgp
 from ..errors import NetlabError
 from ..plan import Addr, Bridge, Daemon, Fdb, Neigh, Plan, Route, Veth
 from . import netns
+from .nl import NUD_PERMANENT
 
 GC_THRESH = "net.ipv4.neigh.default.gc_thresh{}"
 ARP_CACHE = "/proc/net/stat/arp_cache"
@@ -63,11 +63,7 @@ FD_MARGIN = 64
 #: about 64 namespaces talking at once (a pod's gateway entry, the node's entry for the pod, and
 #: the node-to-node pair). A lab smaller than that needs room for all of them.
 WORKING_SET = 256
-NUD_PERMANENT = 0x80
 NTF_EXT_LEARNED = 0x10
-RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 
 Key = tuple[str, str, str]  # (namespace, device, IPv4 neighbour)
 Iface = tuple[str, str]  # (namespace, device)
@@ -407,26 +403,26 @@ def read_host() -> Host:
 def _count_exempt_here() -> int:
     """Neighbour entries of the calling thread's namespace that the GC count exempts: PERMANENT
     ones (flannel-vxlan installs them by the ten thousand) and externally learned ones. One
-    RTM_GETNEIGH dump over a raw netlink socket; only each ndmsg's state and flags are read."""
+    RTM_GETNEIGH dump over a raw netlink socket; only each ndmsg's state and flags are read
+    (no attribute is decoded)."""
+    from . import nldump
+
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    count = 0
     try:
         s.bind((0, 0))
-        body = struct.pack("=BxxxiHBB", socket.AF_INET, 0, 0, 0, 0)
-        s.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
-        count = 0
-        while True:
-            data = s.recv(1 << 20)
-            off = 0
-            while off + 16 <= len(data):
-                length, mtype = struct.unpack_from("=IH", data, off)
-                if mtype in (NLMSG_DONE, NLMSG_ERROR) or length < 16:
-                    return count
-                if mtype == RTM_NEWNEIGH and length >= 28:
-                    state, flags = struct.unpack_from("=HB", data, off + 24)
-                    count += bool(state & NUD_PERMANENT or flags & NTF_EXT_LEARNED)
-                off += (length + 3) & ~3
+        for (_family, _index, state, flags, _type), _ in nldump.dump(s, nldump.RTM_GETNEIGH, socket.AF_INET,
+                                                                    attrs=_no_attrs):
+            count += bool(state & NUD_PERMANENT or flags & NTF_EXT_LEARNED)
+    except OSError:  # the dump was refused midway: what was counted stands (the figure only errs high)
+        pass
     finally:
         s.close()
+    return count
+
+
+def _no_attrs(body: bytes, off: int) -> dict[int, bytes]:
+    return {}
 
 
 def neighbours_in_use(total: int) -> int:

@@ -28,7 +28,7 @@ from .nlmsg import (AF_BRIDGE, IFA_ADDRESS, IFA_BROADCAST, IFA_LOCAL, IFF_UP, IF
                     IFLA_NET_NS_FD, NDA_DST, NDA_LLADDR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
                     NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR, RTA_DST, RTA_GATEWAY, RTA_OIF,
                     RTA_PREFSRC, RTA_TABLE, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE,
-                    VETH_INFO_PEER, attr, header, ifaddrmsg, ifinfomsg, ipv4, link_attrs, lladdr, ndmsg,
+                    NLMSGHDR, VETH_INFO_PEER, attr, header, ifaddrmsg, ifinfomsg, ipv4, link_attrs, lladdr, ndmsg,
                     memo, nest, parse_attrs, rtmsg, string, u32)
 
 NUD_NOARP = 0x40
@@ -292,7 +292,7 @@ def read_acks(sock: socket.socket, last_seq: int) -> list[tuple[int, int]]:
         off = 0
         done = False
         while off + 16 <= len(chunk):
-            length, mtype, _flags, seq, _pid = struct.unpack_from("=IHHII", chunk, off)
+            length, mtype, _flags, seq, _pid = NLMSGHDR.unpack_from(chunk, off)
             if mtype == NLMSG_ERROR:
                 err = -struct.unpack_from("=i", chunk, off + 16)[0]
                 if err:
